@@ -1,0 +1,32 @@
+"""The behaviour policy and its rule arithmetic. No model code lives here."""
+
+from ._policy import (
+    CLASS_NAMES,
+    DEFAULT_POLICY_PATH,
+    Conjunction,
+    Policy,
+    PolicyError,
+    PropositionSpec,
+    ResponseTypeSpec,
+    load_policy,
+    normalize_response_type,
+    policy_from_dict,
+)
+from ._rules import class_probabilities, conjunction_probability, feature_vector, top_class
+
+__all__ = [
+    "CLASS_NAMES",
+    "DEFAULT_POLICY_PATH",
+    "Conjunction",
+    "Policy",
+    "PolicyError",
+    "PropositionSpec",
+    "ResponseTypeSpec",
+    "class_probabilities",
+    "conjunction_probability",
+    "feature_vector",
+    "load_policy",
+    "normalize_response_type",
+    "policy_from_dict",
+    "top_class",
+]

@@ -1,0 +1,144 @@
+"""The transformers grader engine: one forward pass per prompt, P(yes) from next-token logits.
+
+For each item it returns a `Readout`: the yes-vs-no log-odds of every proposition question, and the
+hidden states the trained heads read (mean over the completion's tokens, and at the answer position of
+each question). Three strategies compute the same numbers (they differ by float rounding only):
+  naive    one full forward per (item, question), batch 1;
+  batched  the full sequences of all questions of an item in one right-padded batch;
+  prefix   the shared prefix once, then all question suffixes as one batch against its KV cache.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+
+from ._prompt import EncodedItem
+
+__all__ = ["Readout", "Strategy", "TransformersEngine", "YES_WORDS", "NO_WORDS"]
+
+YES_WORDS = ("yes", "Yes", " yes", " Yes", "YES")
+NO_WORDS = ("no", "No", " no", " No", "NO")
+Strategy = Literal["naive", "batched", "prefix"]
+
+
+@dataclass
+class Readout:
+    yes_logit: np.ndarray  # (n_questions,) log P(yes-variants) - log P(no-variants)
+    pooled: np.ndarray  # (n_layers, H) mean hidden state over the completion's tokens
+    answer: np.ndarray | None  # (n_questions, n_layers, H) hidden state at each question's answer position
+    tokens: int  # tokens processed for this item
+
+
+def _single_token_ids(tok, words: tuple[str, ...]) -> list[int]:
+    ids = []
+    for w in words:
+        enc = tok(w, add_special_tokens=False)["input_ids"]
+        if len(enc) == 1 and enc[0] not in ids:
+            ids.append(enc[0])
+    return ids
+
+
+class TransformersEngine:
+    """Wraps a causal LM for grading. `layers` are the hidden-state layers read out (0 = embeddings)."""
+
+    def __init__(self, tokenizer, model, layers: tuple[int, ...] = (10, 20, 30)) -> None:
+        self.tok, self.model = tokenizer, model
+        n = model.config.num_hidden_layers
+        self.layers = tuple(min(layer, n) for layer in layers)
+        self.yes_ids = _single_token_ids(tokenizer, YES_WORDS)
+        self.no_ids = _single_token_ids(tokenizer, NO_WORDS)
+        if not self.yes_ids or not self.no_ids:
+            raise ValueError("the grader tokenizer has no single-token 'yes'/'no'")
+        w = model.get_output_embeddings().weight  # (V, H)
+        self._yes_w = w[self.yes_ids].detach()  # (n_yes, H)
+        self._no_w = w[self.no_ids].detach()  # (n_no, H)
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+
+    @property
+    def base(self):
+        return self.model.get_decoder() if hasattr(self.model, "get_decoder") else self.model.model
+
+    def _yes_logit(self, h: torch.Tensor) -> torch.Tensor:
+        """h: (n, H) final-layer states at answer positions -> (n,) log-odds of yes over no variants."""
+        h = h.to(self._yes_w.dtype)
+        ly = torch.logsumexp(h @ self._yes_w.T, dim=-1)  # (n,)
+        ln = torch.logsumexp(h @ self._no_w.T, dim=-1)  # (n,)
+        return (ly - ln).float()
+
+    @torch.inference_mode()
+    def readout(self, enc: EncodedItem, strategy: Strategy = "prefix", answer_states: bool = True) -> Readout:
+        if strategy == "prefix":
+            return self._prefix(enc, answer_states)
+        seqs = [enc.prefix_ids + s for s in enc.suffix_ids]
+        if strategy == "batched":
+            finals, answers, pooled = self._full(seqs, enc.completion_span)
+        else:
+            parts = [self._full([s], enc.completion_span) for s in seqs]
+            finals = torch.cat([p[0] for p in parts])
+            answers = torch.cat([p[1] for p in parts])
+            pooled = parts[0][2]
+        return Readout(
+            self._yes_logit(finals).numpy(),
+            pooled,
+            answers.float().numpy() if answer_states else None,
+            sum(len(s) for s in seqs),
+        )
+
+    def _pool(self, hidden_states, row: int, span: tuple[int, int]) -> np.ndarray:
+        a, b = span
+        b = max(b, a + 1)  # an empty completion still reads one position
+        return torch.stack([hidden_states[layer][row, a:b].float().mean(0) for layer in self.layers]).numpy()
+
+    def _full(self, seqs: list[list[int]], span: tuple[int, int]):
+        """Right-padded full forward. -> (final states (n,H), answer states (n,L,H), pooled (L,H))."""
+        n, t = len(seqs), max(len(s) for s in seqs)
+        ids = torch.full((n, t), self.pad_id, dtype=torch.long)  # (n, T)
+        mask = torch.zeros((n, t), dtype=torch.long)  # (n, T)
+        for i, s in enumerate(seqs):
+            ids[i, : len(s)] = torch.tensor(s)
+            mask[i, : len(s)] = 1
+        out = self.base(input_ids=ids, attention_mask=mask, output_hidden_states=True, use_cache=False)
+        last = torch.tensor([len(s) - 1 for s in seqs])  # (n,)
+        rows = torch.arange(n)
+        finals = out.last_hidden_state[rows, last]  # (n, H)
+        answers = torch.stack([out.hidden_states[layer][rows, last] for layer in self.layers], 1)  # (n, L, H)
+        return finals, answers, self._pool(out.hidden_states, 0, span)
+
+    def _prefix(self, enc: EncodedItem, answer_states: bool) -> Readout:
+        p = len(enc.prefix_ids)
+        pre = self.base(
+            input_ids=torch.tensor([enc.prefix_ids]), use_cache=True, output_hidden_states=True
+        )  # hidden_states: (L+1) x (1, P, H)
+        pooled = self._pool(pre.hidden_states, 0, enc.completion_span)
+        n = len(enc.suffix_ids)
+        if n == 0:
+            return Readout(np.zeros(0, np.float32), pooled, None, p)
+        s = max(len(x) for x in enc.suffix_ids)
+        ids = torch.full((n, s), self.pad_id, dtype=torch.long)  # (n, S)
+        mask = torch.zeros((n, p + s), dtype=torch.long)  # (n, P+S): prefix + own suffix tokens
+        mask[:, :p] = 1
+        for i, x in enumerate(enc.suffix_ids):
+            ids[i, : len(x)] = torch.tensor(x)
+            mask[i, p : p + len(x)] = 1
+        cache = pre.past_key_values
+        cache.batch_repeat_interleave(n)  # (1, ...) -> (n, ...) in place
+        pos = torch.arange(p, p + s).unsqueeze(0).expand(n, s)  # (n, S)
+        out = self.base(
+            input_ids=ids,
+            attention_mask=mask,
+            position_ids=pos,
+            past_key_values=cache,
+            use_cache=True,
+            output_hidden_states=True,
+        )
+        last = torch.tensor([len(x) - 1 for x in enc.suffix_ids])  # (n,)
+        rows = torch.arange(n)
+        finals = out.last_hidden_state[rows, last]  # (n, H)
+        answers = None
+        if answer_states:
+            answers = torch.stack([out.hidden_states[layer][rows, last] for layer in self.layers], 1).float().numpy()
+        return Readout(self._yes_logit(finals).numpy(), pooled, answers, p + sum(len(x) for x in enc.suffix_ids))

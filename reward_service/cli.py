@@ -1,0 +1,365 @@
+"""`rbr`: the one command-line entry point.
+
+    rbr grade [FILE|-] [--json] [--propositions a,b]     grade items (JSON lines) with the grader
+    rbr eval-grader --gold FILE [--cv K] [--mode M]      measure the grader against human labels
+    rbr fit-grader --gold FILE [--aug FILE] [--out F]    fit calibrators and trained heads
+    rbr policy [FILE]                                    validate a policy and print its version
+    rbr fetch-model                                      fetch and convert the embedded grader model
+
+Bad input exits with code 2 and a message naming the line and field; a model failure exits with 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from propositions import PolicyError, class_probabilities, load_policy, top_class
+
+from .config import DATA_DIR, Settings, load_settings
+from .errors import InputError, RBRError
+from .grader import MODES, GradeItem, Grader, iter_jsonl, parse_item
+
+__all__ = ["main"]
+
+GOLD_PROPOSITIONS_KEY = "propositions"
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return load_settings(
+        getattr(args, "config", None),
+        policy_file=getattr(args, "policy", None),
+        grader_model=getattr(args, "model", None),
+        grader_heads=getattr(args, "heads", None),
+    )
+
+
+def _read_lines(path: str) -> tuple[list[str], str]:
+    if path == "-":
+        return sys.stdin.read().splitlines(), "<stdin>"
+    try:
+        return Path(path).read_text().splitlines(), path
+    except OSError as e:
+        raise InputError(path, f"cannot read: {e.strerror or e}") from None
+
+
+def _split_names(value: str | None, known: Sequence[str]) -> list[str] | None:
+    if value is None:
+        return None
+    names = [n.strip() for n in value.split(",") if n.strip()]
+    if not names:
+        raise InputError("--propositions", "empty list")
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise InputError("--propositions", f"unknown proposition(s): {', '.join(unknown)}")
+    return names
+
+
+# -- rbr grade -----------------------------------------------------------------------------------------
+
+
+def cmd_grade(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    policy = load_policy(settings.policy_file)
+    lines, source = _read_lines(args.file)
+    items = [parse_item(obj, policy, f"{source} line {n}") for n, obj in iter_jsonl(lines, source)]
+    if not items:
+        raise InputError(source, "no items to grade (empty input)")
+    names = _split_names(args.propositions, list(policy.propositions))
+    grader = Grader.from_settings(settings, args.mode, policy)
+    probs = grader.grade(items, names, progress=len(items) > 1 and not args.json)
+    for item, p in zip(items, probs, strict=True):
+        record: dict = {"propositions": {k: round(v, 4) for k, v in p.items()}}
+        if names is None:
+            classes = class_probabilities(policy, item.response_type, p)
+            record["classes"] = {k: round(float(v), 4) for k, v in classes.items()}
+            record["top_class"] = top_class(classes)
+        if args.json:
+            print(json.dumps(record))
+        else:
+            _print_item(item, record)
+    return 0
+
+
+def _print_item(item: GradeItem, record: dict) -> None:
+    text = item.completion.replace("\n", " ")
+    print(f"# {item.response_type}: {text[:90]}{'...' if len(text) > 90 else ''}")
+    for name, p in record["propositions"].items():
+        print(f"  {name:38s} {p:6.3f}  {'#' * round(p * 20)}")
+    if "classes" in record:
+        for name, p in record["classes"].items():
+            print(f"  class:{name:32s} {p:6.3f}{'   <- top' if name == record['top_class'] else ''}")
+    print()
+
+
+# -- rbr eval-grader / fit-grader ----------------------------------------------------------------------
+
+
+def _read_gold(path: str, policy) -> tuple[list[GradeItem], list[dict[str, bool]]]:
+    lines, source = _read_lines(path)
+    items, labels = [], []
+    for n, obj in iter_jsonl(lines, source):
+        where = f"{source} line {n}"
+        if not isinstance(obj, dict) or not isinstance(obj.get(GOLD_PROPOSITIONS_KEY), dict):
+            raise InputError(f"{where}: propositions", "missing: a gold row needs a {name: true|false} map")
+        lab = obj[GOLD_PROPOSITIONS_KEY]
+        bad = [k for k, v in lab.items() if not isinstance(v, bool)]
+        if bad:
+            raise InputError(f"{where}: propositions.{bad[0]}", "must be true or false")
+        items.append(parse_item(obj, policy, where))
+        labels.append({k: v for k, v in lab.items() if k in policy.propositions})
+    if not items:
+        raise InputError(source, "no labelled rows")
+    return items, labels
+
+
+def _labelled_names(policy, labels: Sequence[dict]) -> list[str]:
+    seen = {k for lab in labels for k in lab}
+    return [p for p in policy.propositions if p in seen]
+
+
+def cmd_eval_grader(args: argparse.Namespace) -> int:
+    from .evaluation import LabelledRow, bow_baseline, fold_indices, score_propositions
+    from .heads import FeatureSpec, fit_heads
+
+    settings = _settings(args).model_copy(update={"readout_cache": not args.no_cache})
+    policy = load_policy(settings.policy_file)
+    mode = args.mode or settings.mode
+    items, labels = _read_gold(args.gold, policy)
+    aug_items, aug_labels = [], []
+    for f in args.aug or []:
+        i, lab = _read_gold(f, policy)
+        aug_items, aug_labels = aug_items + i, aug_labels + lab
+    names = _labelled_names(policy, labels)
+    grader = Grader.from_settings(settings, "prompted" if args.cv else mode, policy)
+    ros = grader.readouts(items, [names] * len(items), progress=not args.json)
+    y = {p: np.array([lab.get(p) for lab in labels]) for p in names}
+    have = {p: np.array([p in lab for lab in labels]) for p in names}
+
+    if mode == "prompted":
+        probs = {p: 1 / (1 + np.exp(-np.array([ro.yes_logit[j] for ro in ros]))) for j, p in enumerate(names)}
+    elif not args.cv:
+        grader.heads.check_questions(grader.question_hashes(), names, mode)
+        probs = {p: np.zeros(len(items)) for p in names}
+        for i, ro in enumerate(ros):
+            pr = grader.probabilities(ro, names)
+            for p in names:
+                probs[p][i] = pr[p]
+    else:
+        aug_ros = grader.readouts(aug_items, [names] * len(aug_items), progress=not args.json) if aug_items else []
+        spec = FeatureSpec(**json.loads(args.head_spec)) if args.head_spec else _default_spec()
+        groups = [LabelledRow(it.conversation, it.completion, lab).group for it, lab in zip(items, labels, strict=True)]
+        probs = {p: np.full(len(items), np.nan) for p in names}
+        for train, test in fold_indices(groups, args.cv):
+            fitted = fit_heads(
+                [ros[i] for i in train] + aug_ros,
+                [labels[i] for i in train] + aug_labels,
+                names,
+                spec,
+                engine_id=grader.engine_id,
+                prompt_version=grader.fmt.version,
+                layers=grader.engine.layers,
+                questions=grader.question_hashes(),
+            )
+            for i in test:
+                if mode == "calibrated":
+                    pr = {p: fitted.calibrate(p, float(ros[i].yes_logit[j])) for j, p in enumerate(names)}
+                else:
+                    pr = dict(zip(names, fitted.predict(ros[i], names), strict=True))
+                for p in names:
+                    probs[p][i] = pr[p]
+    report = score_propositions({p: y[p][have[p]].astype(bool) for p in names}, {p: probs[p][have[p]] for p in names})
+    result = {"mode": mode, "cv": args.cv, "rows": len(items), **report.as_dict()}
+    if not args.no_baseline:
+        rows = [LabelledRow(it.conversation, it.completion, lab) for it, lab in zip(items, labels, strict=True)]
+        aug_rows = [
+            LabelledRow(it.conversation, it.completion, lab) for it, lab in zip(aug_items, aug_labels, strict=True)
+        ]
+        bow = bow_baseline(rows, names, args.cv or 5, extra=aug_rows)
+        base = score_propositions({p: y[p][have[p]].astype(bool) for p in names}, {p: bow[p][have[p]] for p in names})
+        result["baseline"] = {"bag_of_words": base.as_dict()}
+    if args.json:
+        print(json.dumps(result))
+    else:
+        _print_eval(result, in_sample=mode != "prompted" and not args.cv)
+    return 0
+
+
+def _default_spec():
+    from .heads import FeatureSpec
+
+    return FeatureSpec(**json.loads((DATA_DIR / "grader" / "head_spec.json").read_text()))
+
+
+def _print_eval(result: dict, in_sample: bool) -> None:
+    base = result.get("baseline", {}).get("bag_of_words", {})
+    cv = f", {result['cv']}-fold CV grouped by prompt" if result["cv"] else ""
+    print(f"grader mode: {result['mode']}{cv}; {result['rows']} rows")
+    if in_sample:
+        print("note: the shipped heads were fitted on the gold train set; pass --cv K for out-of-sample figures")
+    row = "{:38s} {:>4} {:>4} {:>6} {:>6} {:>6} | {:>7} {:>9}"
+    print(row.format("proposition", "n", "pos", "acc", "AUROC", "ECE", "BoW acc", "BoW AUROC"))
+
+    def f(x: float | None) -> str:
+        return "-" if x is None else f"{x:.3f}"
+
+    for p, s in result["propositions"].items():
+        b = base.get("propositions", {}).get(p, {})
+        name = p + ("" if p in result["macro_over"] else "*")
+        print(
+            row.format(
+                name,
+                s["n"],
+                s["positives"],
+                f(s["accuracy"]),
+                f(s["auroc"]),
+                f(s["ece"]),
+                f(b.get("accuracy")),
+                f(b.get("auroc")),
+            )
+        )
+    print(
+        row.format(
+            "macro (>=5 positives and negatives)",
+            "",
+            "",
+            f(result["macro_accuracy"]),
+            f(result["macro_auroc"]),
+            "",
+            f(base.get("macro_accuracy")),
+            f(base.get("macro_auroc")),
+        )
+    )
+    print("* not in the macro averages (fewer than 5 positives or negatives)")
+
+
+def cmd_fit_grader(args: argparse.Namespace) -> int:
+    from .heads import FeatureSpec, fit_heads
+
+    settings = _settings(args).model_copy(update={"readout_cache": not args.no_cache})
+    policy = load_policy(settings.policy_file)
+    items, labels = [], []
+    for f in [args.gold, *(args.aug or [])]:
+        i, lab = _read_gold(f, policy)
+        items, labels = items + i, labels + lab
+    names = _labelled_names(policy, labels)
+    grader = Grader.from_settings(settings, "prompted", policy)
+    ros = grader.readouts(items, [names] * len(items), progress=True)
+    spec = FeatureSpec(**json.loads(args.head_spec)) if args.head_spec else _default_spec()
+    info = {
+        "fitted_on": [Path(f).name for f in [args.gold, *(args.aug or [])]],
+        "rows": len(items),
+        "spec": spec.__dict__,
+    }
+    heads = fit_heads(
+        ros,
+        labels,
+        names,
+        spec,
+        engine_id=grader.engine_id,
+        prompt_version=grader.fmt.version,
+        layers=grader.engine.layers,
+        questions=grader.question_hashes(),
+        info=info,
+    )
+    out = Path(args.out) if args.out else settings.heads_path
+    heads.save(out)
+    print(f"wrote {out}: {len(heads.heads)} heads, {len(heads.calibrators)} calibrators, fitted on {len(items)} rows")
+    return 0
+
+
+# -- small commands ------------------------------------------------------------------------------------
+
+
+def cmd_policy(args: argparse.Namespace) -> int:
+    policy = load_policy(args.file)
+    print(f"{policy.source}: valid. name={policy.name} hash={policy.hash}")
+    print(f"  {len(policy.propositions)} propositions, {len(policy.derived)} derived")
+    for rt in policy.response_types:
+        n_props, n_feats = len(policy.required_propositions(rt)), len(policy.feature_names(rt))
+        print(f"  {rt}: grades {n_props} propositions, {n_feats} features")
+    return 0
+
+
+def cmd_fetch_model(args: argparse.Namespace) -> int:
+    from .models import fetch_embedded_model
+
+    print(fetch_embedded_model(force=args.force))
+    return 0
+
+
+# -- entry point ---------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="rbr", description="Rule-based rewards for safety RL of language models.")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--config", help="settings file (TOML/YAML/JSON); RBR_* environment variables override it")
+        p.add_argument("--policy", help="policy YAML (default: the built-in policy)")
+        p.add_argument("--model", help="grader model: embedded:smollm2-135m, a local folder or a hub id")
+        p.add_argument("--heads", help="fitted heads file (default: data/grader/heads.npz)")
+
+    g = sub.add_parser("grade", help="grade items given as JSON lines")
+    g.add_argument("file", nargs="?", default="-", help="JSON-lines file, or - for stdin")
+    g.add_argument("--json", action="store_true", help="one JSON object per input line")
+    g.add_argument("--propositions", help="comma-separated names: grade only these (classes omitted)")
+    g.add_argument("--mode", choices=MODES, help="how P(yes) is read (default: from settings)")
+    common(g)
+    g.set_defaults(func=cmd_grade)
+
+    e = sub.add_parser("eval-grader", help="measure the grader on a gold-format file")
+    e.add_argument("--gold", required=True, help="gold-format JSON lines with a propositions map per row")
+    e.add_argument("--json", action="store_true", help="print one JSON object")
+    e.add_argument("--cv", type=int, help="fit heads/calibrators K-fold (grouped by prompt) instead of loading them")
+    e.add_argument("--mode", choices=MODES, help="grader mode (default: the embedded default's)")
+    e.add_argument("--aug", action="append", help="extra labelled rows added to every fold's training data")
+    e.add_argument("--head-spec", help="JSON FeatureSpec for --cv (default: data/grader/head_spec.json)")
+    e.add_argument("--no-baseline", action="store_true", help="skip the bag-of-words baseline")
+    e.add_argument("--no-cache", action="store_true", help="do not cache grader readouts on disk")
+    common(e)
+    e.set_defaults(func=cmd_eval_grader)
+
+    f = sub.add_parser("fit-grader", help="fit calibrators and trained heads on labelled rows")
+    f.add_argument("--gold", required=True, help="gold-format JSON lines")
+    f.add_argument("--aug", action="append", help="more labelled rows (repeatable)")
+    f.add_argument("--out", help="output .npz (default: the configured heads path)")
+    f.add_argument("--head-spec", help="JSON FeatureSpec (default: data/grader/head_spec.json)")
+    f.add_argument("--no-cache", action="store_true", help="do not cache grader readouts on disk")
+    common(f)
+    f.set_defaults(func=cmd_fit_grader)
+
+    p = sub.add_parser("policy", help="validate a policy file and print its hash")
+    p.add_argument("file", nargs="?", help="policy YAML (default: the built-in policy)")
+    p.set_defaults(func=cmd_policy)
+
+    m = sub.add_parser("fetch-model", help="fetch and convert the embedded grader model")
+    m.add_argument("--force", action="store_true", help="fetch again even if cached")
+    m.set_defaults(func=cmd_fetch_model)
+    return ap
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (InputError, PolicyError) as e:
+        print(f"rbr {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except RBRError as e:
+        print(f"rbr {args.command}: {type(e).__name__}: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

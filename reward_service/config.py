@@ -1,0 +1,98 @@
+"""Settings, from a TOML/YAML/JSON file and `RBR_*` environment variables (environment wins)."""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import Field
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from .models import EMBEDDED_MODEL
+
+__all__ = ["DATA_DIR", "Settings", "load_settings"]
+
+#: The project's own data folder (seed prompts, fitted heads and weights); next to the packages.
+DATA_DIR = Path(__file__).resolve().parent.parent / "data"
+
+
+class Settings(BaseSettings):
+    """Every knob of the grader and the service. Each has a default that runs the embedded stack."""
+
+    model_config = SettingsConfigDict(env_prefix="RBR_", extra="forbid")
+
+    policy_file: Path | None = Field(None, description="Policy YAML; the default policy when unset.")
+    grader_backend: Literal["transformers"] = Field("transformers", description="Grader engine.")
+    grader_model: str = Field(EMBEDDED_MODEL, description="`embedded:smollm2-135m`, a local folder or a hub id.")
+    grader_mode: Literal["prompted", "calibrated", "heads"] | None = Field(
+        None, description="How P(yes) is read; unset = heads for the embedded model, prompted otherwise."
+    )
+    grader_heads: Path | None = Field(None, description="Fitted heads/calibrators; default data/grader/heads.npz.")
+    grader_dtype: Literal["bfloat16", "float32", "float16"] = Field("bfloat16", description="Grader weights dtype.")
+    grader_threads: int | None = Field(None, ge=1, description="torch CPU threads; unset = torch's default.")
+    max_conversation_tokens: int = Field(384, ge=16, description="Conversation tokens kept (the latest).")
+    max_completion_tokens: int = Field(640, ge=16, description="Completion tokens kept (the first).")
+    readout_cache: bool = Field(False, description="Cache grader readouts on disk by content hash.")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Priority: explicit arguments (CLI flags) > RBR_* environment > config file > defaults.
+        return init_settings, env_settings, _FileSource(settings_cls, _FILE_VALUES.get({}))
+
+    @property
+    def mode(self) -> str:
+        if self.grader_mode is not None:
+            return self.grader_mode
+        return "heads" if self.grader_model == EMBEDDED_MODEL else "prompted"
+
+    @property
+    def heads_path(self) -> Path:
+        return self.grader_heads or DATA_DIR / "grader" / "heads.npz"
+
+
+class _FileSource(PydanticBaseSettingsSource):
+    def __init__(self, settings_cls: type[BaseSettings], values: dict[str, Any]) -> None:
+        super().__init__(settings_cls)
+        self.values = values
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self.values.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(self.values)
+
+
+_FILE_VALUES: ContextVar[dict[str, Any]] = ContextVar("rbr_config_file_values")
+
+
+def _read_config(path: Path) -> dict[str, Any]:
+    text = path.read_text()
+    if path.suffix == ".toml":
+        data = tomllib.loads(text)
+    elif path.suffix == ".json":
+        data = json.loads(text)
+    else:
+        data = yaml.safe_load(text) or {}
+    return data.get("rbr", data) if isinstance(data, dict) else {}
+
+
+def load_settings(config: str | Path | None = None, **overrides: Any) -> Settings:
+    """Settings from `config` (or $RBR_CONFIG) and the environment; `overrides` beat the file."""
+    config = config or os.environ.get("RBR_CONFIG")
+    token = _FILE_VALUES.set(_read_config(Path(config)) if config else {})
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    finally:
+        _FILE_VALUES.reset(token)

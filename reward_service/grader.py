@@ -1,0 +1,238 @@
+"""The grader: (conversation, completion, response type) x proposition names -> P(yes).
+
+Modes (how a readout of the grader LLM becomes a probability):
+  prompted    sigmoid of the yes-vs-no log-odds of the next token after the question (zero-shot);
+  calibrated  the same log-odds through a per-proposition logistic calibrator fitted on labelled data;
+  heads       a per-proposition logistic regression on the LLM's hidden states (trained heads).
+Only the propositions an item's response type needs are graded, unless names are given.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from tqdm import tqdm
+
+from propositions import Policy
+
+from ._engine import Readout, Strategy, TransformersEngine
+from ._prompt import PromptFormat
+from .errors import GraderError, HeadsError, InputError
+
+__all__ = ["GradeItem", "Grader", "Mode", "MODES", "parse_item"]
+
+Mode = Literal["prompted", "calibrated", "heads"]
+MODES: tuple[Mode, ...] = ("prompted", "calibrated", "heads")
+
+
+@dataclass(frozen=True)
+class GradeItem:
+    """One completion to grade. `conversation` is the prompt's messages up to the last user turn."""
+
+    conversation: tuple[Mapping[str, str], ...]
+    completion: str
+    response_type: str
+
+    def key(self) -> str:
+        blob = json.dumps([list(map(dict, self.conversation)), self.completion], sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+
+def _messages(value: Any, field: str) -> tuple[dict[str, str], ...]:
+    if isinstance(value, str):
+        if not value.strip():
+            raise InputError(field, "must not be empty")
+        return ({"role": "user", "content": value},)
+    if not isinstance(value, list) or not value:
+        raise InputError(field, "must be a string or a non-empty list of {role, content} messages")
+    out = []
+    for i, m in enumerate(value):
+        if not isinstance(m, Mapping) or not isinstance(m.get("content"), str) or not isinstance(m.get("role"), str):
+            raise InputError(f"{field}[{i}]", "must be an object with string 'role' and 'content'")
+        out.append({"role": m["role"], "content": m["content"]})
+    return tuple(out)
+
+
+def parse_item(obj: Any, policy: Policy, where: str = "item", max_chars: int | None = None) -> GradeItem:
+    """Validate one input object `{"prompt", "completion", "response_type" | "category"}`.
+
+    Raises InputError naming `where` and the field.
+    """
+    if not isinstance(obj, Mapping):
+        raise InputError(where, "must be a JSON object")
+    if "prompt" not in obj:
+        raise InputError(f"{where}: prompt", "missing")
+    if "completion" not in obj:
+        raise InputError(f"{where}: completion", "missing")
+    conversation = _messages(obj["prompt"], f"{where}: prompt")
+    comp = obj["completion"]
+    if isinstance(comp, list):  # [{"role": "assistant", "content": ...}] as in the gold files
+        if len(comp) != 1:
+            raise InputError(f"{where}: completion", "a list must hold exactly one assistant message")
+        comp = comp[0]
+    if isinstance(comp, Mapping):
+        comp = comp.get("content")
+    if not isinstance(comp, str):
+        raise InputError(f"{where}: completion", "must be a string, a message or a one-message list")
+    if max_chars is not None:
+        n = len(comp) + sum(len(m["content"]) for m in conversation)
+        if n > max_chars:
+            raise InputError(f"{where}: prompt+completion", f"{n} characters, over the limit of {max_chars}")
+    rt, cat = obj.get("response_type"), obj.get("category")
+    try:
+        response_type = policy.resolve_response_type(rt, cat)
+    except KeyError as e:
+        field = "response_type" if rt is not None else "category" if cat is not None else "response_type"
+        raise InputError(f"{where}: {field}", e.args[0]) from None
+    return GradeItem(conversation, comp, response_type)
+
+
+class Grader:
+    """Grades items with one grader LLM, under one policy, in one mode."""
+
+    def __init__(
+        self,
+        policy: Policy,
+        engine: TransformersEngine,
+        prompt_format: PromptFormat,
+        mode: Mode = "prompted",
+        heads=None,  # heads.GraderHeads, needed for 'calibrated' and 'heads'
+        engine_id: str = "",
+        cache: Path | None = None,
+    ) -> None:
+        if mode not in MODES:
+            raise InputError("mode", f"unknown mode {mode!r}; modes are {', '.join(MODES)}")
+        if mode != "prompted":
+            if heads is None:
+                raise HeadsError(f"mode {mode!r} needs fitted heads; run `rbr fit-grader` or use mode 'prompted'")
+            heads.check_compatible(engine_id, prompt_format.version, engine.layers)
+        self.policy, self.engine, self.fmt, self.mode, self.heads = policy, engine, prompt_format, mode, heads
+        self.engine_id = engine_id
+        self.cache = cache
+
+    @classmethod
+    def from_settings(cls, settings, mode: Mode | None = None, policy: Policy | None = None) -> Grader:
+        """Load the grader LLM, the policy and (if the mode needs them) the fitted heads."""
+        from propositions import load_policy
+
+        from .heads import GraderHeads
+        from .models import cache_dir, load_causal_lm
+
+        policy = policy or load_policy(settings.policy_file)
+        mode = mode or settings.mode
+        tok, lm = load_causal_lm(settings.grader_model, settings.grader_dtype, settings.grader_threads)
+        engine = TransformersEngine(tok, lm)
+        fmt = PromptFormat(tok, settings.max_conversation_tokens, settings.max_completion_tokens)
+        heads = GraderHeads.load(settings.heads_path) if mode != "prompted" else None
+        engine_id = f"{settings.grader_model}|{settings.grader_dtype}"
+        cache = cache_dir() / "readouts" if settings.readout_cache else None
+        return cls(policy, engine, fmt, mode, heads, engine_id, cache)
+
+    def question_hashes(self) -> dict[str, str]:
+        """Hash of what the grader LLM is asked for each proposition (heads are fitted per question)."""
+        from .heads import question_hash
+
+        return {n: question_hash(self.fmt.suffix(spec)) for n, spec in self.policy.propositions.items()}
+
+    # -- readouts -------------------------------------------------------------------------------------
+
+    def _needs_questions(self, names: Sequence[str]) -> bool:
+        if self.mode != "heads":
+            return True
+        return any(self.heads.uses_question(n) for n in names)
+
+    def readouts(
+        self,
+        items: Sequence[GradeItem],
+        names: Sequence[Sequence[str]],
+        strategy: Strategy = "prefix",
+        progress: bool = False,
+    ) -> list[Readout]:
+        """The grader LLM's readout of each item for its proposition names (cached on disk if enabled)."""
+        out = []
+        for item, props in tqdm(list(zip(items, names, strict=True)), desc="grading", disable=not progress):
+            ask = props if self._needs_questions(props) else []
+            specs = [self.policy.propositions[p] for p in ask]
+            path = self._cache_path(item, ask, strategy)
+            if path is not None and path.exists():
+                out.append(_load_readout(path))
+                continue
+            try:
+                enc = self.fmt.encode(list(item.conversation), item.completion, specs)
+                ro = self.engine.readout(enc, strategy, answer_states=self.mode == "heads" or self.cache is not None)
+            except Exception as e:  # a failed forward is an error for the whole batch, never a default
+                raise GraderError(f"grader forward pass failed: {type(e).__name__}: {e}") from e
+            if path is not None:
+                _save_readout(path, ro)
+            out.append(ro)
+        return out
+
+    def _cache_path(self, item: GradeItem, props: Sequence[str], strategy: str) -> Path | None:
+        if self.cache is None:
+            return None
+        qs = [self.fmt.suffix(self.policy.propositions[p]) for p in props]
+        key = hashlib.sha256(json.dumps([self.engine_id, self.fmt.version, self.engine.layers, qs]).encode())
+        return self.cache / key.hexdigest()[:16] / f"{item.key()}.npz"
+
+    # -- probabilities --------------------------------------------------------------------------------
+
+    def grade(
+        self, items: Sequence[GradeItem], propositions: Sequence[str] | None = None, progress: bool = False
+    ) -> list[dict[str, float]]:
+        """P(yes) per item for `propositions` (default: those the item's response type needs)."""
+        if propositions is not None:
+            unknown = [p for p in propositions if p not in self.policy.propositions]
+            if unknown:
+                raise InputError("propositions", f"unknown proposition(s): {', '.join(unknown)}")
+        names = [
+            list(propositions)
+            if propositions is not None
+            else list(self.policy.required_propositions(it.response_type))
+            for it in items
+        ]
+        if self.mode != "prompted":
+            self.heads.check_questions(self.question_hashes(), sorted({n for ns in names for n in ns}), self.mode)
+        ros = self.readouts(items, names, progress=progress)
+        return [self.probabilities(ro, props) for ro, props in zip(ros, names, strict=True)]
+
+    def probabilities(self, ro: Readout, props: Sequence[str]) -> dict[str, float]:
+        if self.mode == "prompted":
+            p = 1.0 / (1.0 + np.exp(-ro.yes_logit))
+        elif self.mode == "calibrated":
+            p = np.array([self.heads.calibrate(name, float(z)) for name, z in zip(props, ro.yes_logit, strict=True)])
+        else:
+            p = self.heads.predict(ro, props)
+        return {name: float(v) for name, v in zip(props, p, strict=True)}
+
+
+def _save_readout(path: Path, ro: Readout) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npz")
+    arrays: dict[str, Any] = {"yes_logit": ro.yes_logit, "pooled": ro.pooled.astype(np.float16), "tokens": ro.tokens}
+    if ro.answer is not None:
+        arrays["answer"] = ro.answer.astype(np.float16)
+    np.savez(tmp, **arrays)
+    tmp.replace(path)
+
+
+def _load_readout(path: Path) -> Readout:
+    with np.load(path) as z:
+        answer = z["answer"].astype(np.float32) if "answer" in z else None
+        return Readout(z["yes_logit"], z["pooled"].astype(np.float32), answer, int(z["tokens"]))
+
+
+def iter_jsonl(lines: Iterable[str], source: str) -> Iterable[tuple[int, Any]]:
+    """(line number, object) for each non-blank line; a malformed line is an InputError naming it."""
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            yield n, json.loads(line)
+        except json.JSONDecodeError as e:
+            raise InputError(f"{source} line {n}", f"malformed JSON: {e.msg} at column {e.colno}") from None

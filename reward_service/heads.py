@@ -1,0 +1,235 @@
+"""Fitted read-outs of the grader LLM: per-proposition calibrators and trained heads.
+
+calibrator  P(yes) = sigmoid(a * z + b), z = the prompted yes-vs-no log-odds (Platt scaling);
+head        P(yes) = logistic regression on standardised hidden states of the grader LLM: the mean over
+            the completion's tokens (one forward serves every proposition) and, optionally, the state
+            at the answer position of the proposition's question and its log-odds z.
+
+Both are fitted on labelled (conversation, completion, propositions) rows and saved in one .npz with
+the identity of what they were fitted on (model, prompt format, read-out layers, question texts); a
+grader with anything different refuses to load them rather than return misleading probabilities.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+from sklearn.preprocessing import StandardScaler
+
+from ._engine import Readout
+from .errors import HeadsError
+
+__all__ = ["FeatureSpec", "GraderHeads", "head_features", "question_hash"]
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """Which parts of a readout a head reads. Layer entries index the engine's read-out layers."""
+
+    pooled_layers: tuple[int, ...] = (1,)
+    answer_layers: tuple[int, ...] = ()
+    logit: bool = False
+    C: float = 0.01  # inverse L2 strength of the logistic regression
+
+    @property
+    def uses_question(self) -> bool:
+        return bool(self.answer_layers) or self.logit
+
+
+def head_features(readouts: Sequence[Readout], j: int | None, spec: FeatureSpec) -> np.ndarray:
+    """(n, d) feature matrix for proposition index `j` of each readout's questions."""
+    rows = []
+    for ro in readouts:
+        parts = [ro.pooled[list(spec.pooled_layers)].ravel()] if spec.pooled_layers else []
+        if spec.answer_layers:
+            if ro.answer is None or j is None:
+                raise HeadsError("this head reads answer-position states, but the readout has none")
+            parts.append(ro.answer[j][list(spec.answer_layers)].ravel())
+        if spec.logit:
+            parts.append(ro.yes_logit[j : j + 1])
+        rows.append(np.concatenate(parts))
+    return np.asarray(rows, dtype=np.float32)  # (n, d)
+
+
+def question_hash(question_suffix_ids: Sequence[int]) -> str:
+    return hashlib.sha256(json.dumps(list(question_suffix_ids)).encode()).hexdigest()[:12]
+
+
+@dataclass
+class _Head:
+    spec: FeatureSpec
+    mean: np.ndarray  # (d,)
+    scale: np.ndarray  # (d,)
+    coef: np.ndarray  # (d,)
+    intercept: float
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        z = ((x - self.mean) / self.scale) @ self.coef + self.intercept  # (n,)
+        return 1.0 / (1.0 + np.exp(-z))
+
+
+@dataclass
+class GraderHeads:
+    """Calibrators and heads for a set of propositions, with what they were fitted for."""
+
+    engine_id: str
+    prompt_version: str
+    layers: tuple[int, ...]
+    questions: dict[str, str]  # proposition -> hash of its question suffix (what the model was asked)
+    calibrators: dict[str, tuple[float, float]] = field(default_factory=dict)
+    heads: dict[str, _Head] = field(default_factory=dict)
+    info: dict = field(default_factory=dict)  # fitted-on data, CV metrics: for people, not for code
+
+    # -- use -------------------------------------------------------------------------------------------
+
+    def check_compatible(self, engine_id: str, prompt_version: str, layers: Sequence[int]) -> None:
+        diffs = []
+        if engine_id != self.engine_id:
+            diffs.append(f"grader model {engine_id!r} != fitted for {self.engine_id!r}")
+        if prompt_version != self.prompt_version:
+            diffs.append(f"prompt format {prompt_version} != fitted for {self.prompt_version}")
+        if tuple(layers) != tuple(self.layers):
+            diffs.append(f"read-out layers {tuple(layers)} != fitted for {self.layers}")
+        if diffs:
+            raise HeadsError("heads do not match this grader: " + "; ".join(diffs) + " (refit with `rbr fit-grader`)")
+
+    def check_questions(self, current: Mapping[str, str], names: Sequence[str], mode: str) -> None:
+        """Every proposition graded in `mode` needs a fit for exactly the question the policy asks now."""
+        fitted = self.heads if mode == "heads" else self.calibrators
+        missing = [n for n in names if n not in fitted]
+        if missing:
+            raise HeadsError(f"no fitted {mode} for proposition(s): {', '.join(missing)} (refit with `rbr fit-grader`)")
+        changed = [
+            n
+            for n in names
+            if (mode == "calibrated" or self.heads[n].spec.uses_question) and self.questions.get(n) != current[n]
+        ]
+        if changed:
+            raise HeadsError(
+                f"the policy's question changed since the {mode} were fitted for: {', '.join(changed)} "
+                "(refit with `rbr fit-grader`, or grade in mode 'prompted')"
+            )
+
+    def uses_question(self, name: str) -> bool:
+        return name in self.heads and self.heads[name].spec.uses_question
+
+    def calibrate(self, name: str, z: float) -> float:
+        a, b = self.calibrators[name]
+        return float(1.0 / (1.0 + np.exp(-(a * z + b))))
+
+    def predict(self, ro: Readout, names: Sequence[str]) -> np.ndarray:
+        """P(yes) for `names`, in order; `ro.yes_logit`/`ro.answer` rows follow `names` when asked."""
+        out = np.empty(len(names))
+        for j, name in enumerate(names):
+            head = self.heads[name]
+            out[j] = head.predict(head_features([ro], j if head.spec.uses_question else None, head.spec))[0]
+        return out
+
+    # -- fitting ---------------------------------------------------------------------------------------
+
+    @staticmethod
+    def fit_calibrator(z: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+        """Platt scaling of log-odds z (n,) against labels y (n,)."""
+        if len(set(y.tolist())) < 2:
+            p = float(np.clip(y.mean(), 1e-3, 1 - 1e-3))
+            return 0.0, float(np.log(p / (1 - p)))
+        clf = LogisticRegression(C=1.0).fit(z.reshape(-1, 1), y.astype(int))
+        return float(clf.coef_[0, 0]), float(clf.intercept_[0])
+
+    @staticmethod
+    def fit_head(x: np.ndarray, y: np.ndarray, spec: FeatureSpec) -> _Head:
+        """Logistic regression on standardised features x (n, d) for labels y (n,)."""
+        if len(set(y.tolist())) < 2:  # a constant label: predict its (smoothed) rate
+            p = float(np.clip(y.mean(), 1e-3, 1 - 1e-3))
+            d = x.shape[1]
+            return _Head(spec, np.zeros(d), np.ones(d), np.zeros(d), float(np.log(p / (1 - p))))
+        scaler = StandardScaler().fit(x)
+        clf = LogisticRegression(C=spec.C, max_iter=5000).fit(scaler.transform(x), y.astype(int))
+        return _Head(spec, scaler.mean_, scaler.scale_, clf.coef_[0].copy(), float(clf.intercept_[0]))
+
+    # -- persistence -----------------------------------------------------------------------------------
+
+    def save(self, path: str | Path) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        meta = {
+            "engine_id": self.engine_id,
+            "prompt_version": self.prompt_version,
+            "layers": list(self.layers),
+            "questions": self.questions,
+            "calibrators": self.calibrators,
+            "info": self.info,
+            "heads": {n: {"spec": asdict(h.spec), "intercept": h.intercept} for n, h in self.heads.items()},
+        }
+        arrays = {}
+        for n, h in self.heads.items():
+            arrays[f"{n}/mean"], arrays[f"{n}/scale"], arrays[f"{n}/coef"] = (
+                h.mean.astype(np.float32),
+                h.scale.astype(np.float32),
+                h.coef.astype(np.float32),
+            )
+        tmp = path.with_name(path.name + ".tmp.npz")
+        np.savez_compressed(tmp, meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8), **arrays)
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> GraderHeads:
+        path = Path(path)
+        if not path.exists():
+            raise HeadsError(f"{path}: no such heads file (fit one with `rbr fit-grader`)")
+        try:
+            with np.load(path) as z:
+                meta = json.loads(z["meta"].tobytes().decode())
+                heads = {}
+                for n, h in meta["heads"].items():
+                    spec = h["spec"]
+                    spec = FeatureSpec(
+                        tuple(spec["pooled_layers"]), tuple(spec["answer_layers"]), spec["logit"], spec["C"]
+                    )
+                    heads[n] = _Head(spec, z[f"{n}/mean"], z[f"{n}/scale"], z[f"{n}/coef"], h["intercept"])
+        except (KeyError, ValueError, OSError) as e:
+            raise HeadsError(f"{path}: not a valid heads file: {e}") from e
+        return cls(
+            meta["engine_id"],
+            meta["prompt_version"],
+            tuple(meta["layers"]),
+            meta["questions"],
+            {n: tuple(v) for n, v in meta["calibrators"].items()},
+            heads,
+            meta.get("info", {}),
+        )
+
+
+def fit_heads(
+    readouts: Sequence[Readout],
+    labels: Sequence[Mapping[str, bool]],
+    names: Sequence[str],
+    spec: FeatureSpec,
+    *,
+    engine_id: str,
+    prompt_version: str,
+    layers: Sequence[int],
+    questions: Mapping[str, str],
+    info: dict | None = None,
+) -> GraderHeads:
+    """Fit a calibrator and a head for each proposition in `names`.
+
+    `readouts[i].yes_logit` / `.answer` rows follow `names`; `labels[i]` may lack some propositions
+    (rows are used for the propositions they label).
+    """
+    out = GraderHeads(engine_id, prompt_version, tuple(layers), {n: questions[n] for n in names}, info=info or {})
+    for j, name in enumerate(names):
+        have = [i for i, lab in enumerate(labels) if name in lab]
+        if not have:
+            continue
+        y = np.array([labels[i][name] for i in have], dtype=bool)
+        sub = [readouts[i] for i in have]
+        out.calibrators[name] = GraderHeads.fit_calibrator(np.array([ro.yes_logit[j] for ro in sub]), y)
+        out.heads[name] = GraderHeads.fit_head(head_features(sub, j, spec), y, spec)
+    return out
