@@ -1,0 +1,93 @@
+"""Grader throughput: the same completions x their propositions graded three ways, in one run.
+
+  (a) naive    one full forward per (completion, proposition), batch 1
+  (b) batched  all questions of a completion as one right-padded batch of full sequences
+  (c) prefix   the shared prefix once per completion, then all questions batched against its KV cache
+
+Prints wall time, tokens processed, tokens/s, the speed-up over (a), and the compute floor:
+2 x parameters x tokens processed / this CPU's measured matmul FLOP/s (in the grader's dtype).
+
+    .venv/bin/python benchmarks/grader_throughput.py --n 8
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from propositions import load_policy
+from reward_service._engine import TransformersEngine
+from reward_service._prompt import PromptFormat
+from reward_service.grader import parse_item
+from reward_service.models import EMBEDDED_MODEL, load_causal_lm
+
+GOLD = Path(__file__).resolve().parents[2] / "shared" / "data" / "rbr_gold" / "train.jsonl"
+EXAMPLES = Path(__file__).resolve().parents[1] / "data" / "examples" / "items.jsonl"
+
+
+def matmul_flops(dtype: torch.dtype, n: int = 1536, reps: int = 20) -> float:
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    for _ in range(3):
+        a @ b
+    t = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    return 2 * n**3 * reps / (time.perf_counter() - t)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", type=int, default=8, help="completions to grade")
+    ap.add_argument("--data", default=str(GOLD if GOLD.exists() else EXAMPLES), help="JSON lines of items")
+    ap.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32"])
+    ap.add_argument("--model", default=EMBEDDED_MODEL)
+    args = ap.parse_args()
+
+    policy = load_policy()
+    tok, lm = load_causal_lm(args.model, args.dtype)
+    engine, fmt = TransformersEngine(tok, lm), PromptFormat(tok)
+    rows = [json.loads(line) for line in Path(args.data).read_text().splitlines() if line.strip()][: args.n]
+    items = [parse_item(r, policy) for r in rows]
+    encs = [
+        fmt.encode(
+            list(it.conversation),
+            it.completion,
+            [policy.propositions[p] for p in policy.required_propositions(it.response_type)],
+        )
+        for it in items
+    ]
+    n_pairs = sum(len(e.suffix_ids) for e in encs)
+    params = sum(p.numel() for p in lm.parameters())
+    flops = matmul_flops(getattr(torch, args.dtype))
+    print(f"{len(items)} completions, {n_pairs} (completion, proposition) pairs; {params / 1e6:.0f}M parameters; "
+          f"{args.dtype}; {torch.get_num_threads()} threads; matmul {flops / 1e9:.0f} GFLOP/s")  # fmt: skip
+
+    results = {}
+    ref = None
+    for strategy in ("naive", "batched", "prefix"):
+        engine.readout(encs[0], strategy)  # warm-up
+        t = time.perf_counter()
+        ros = [engine.readout(e, strategy, answer_states=False) for e in encs]
+        wall = time.perf_counter() - t
+        tokens = sum(r.tokens for r in ros)
+        logits = np.concatenate([r.yes_logit for r in ros])
+        ref = logits if ref is None else ref
+        results[strategy] = (wall, tokens, float(np.abs(logits - ref).max()))
+
+    base = results["naive"][0]
+    head = f"{'strategy':10s} {'wall s':>8s} {'tokens':>8s} {'tok/s':>8s} {'x naive':>8s} {'floor s':>8s} "
+    print(head + f"{'x floor':>8s} {'max |dlogit|':>12s}")
+    for strategy, (wall, tokens, diff) in results.items():
+        floor = 2 * params * tokens / flops
+        print(f"{strategy:10s} {wall:8.2f} {tokens:8d} {tokens / wall:8.0f} {base / wall:8.2f} {floor:8.2f} "
+              f"{wall / floor:8.2f} {diff:12.2e}")  # fmt: skip
+    print("floor = 2 x parameters x tokens processed / measured matmul FLOP/s (ignores attention and overheads)")
+
+
+if __name__ == "__main__":
+    main()

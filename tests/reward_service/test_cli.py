@@ -1,0 +1,93 @@
+"""`rbr` as users run it: real subprocesses, real model, exit codes and messages."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "data" / "examples" / "items.jsonl"
+
+
+def rbr(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "reward_service.cli", *args]
+    return subprocess.run(cmd, input=stdin, capture_output=True, text=True, cwd=ROOT, timeout=900)
+
+
+@pytest.mark.model
+def test_grade_json_prints_one_object_per_line_in_order():
+    proc = rbr("grade", str(EXAMPLES), "--json")
+    assert proc.returncode == 0, proc.stderr
+    out = [json.loads(line) for line in proc.stdout.splitlines()]
+    items = [json.loads(line) for line in EXAMPLES.read_text().splitlines()]
+    assert len(out) == len(items)
+    for rec in out:
+        assert set(rec) == {"propositions", "classes", "top_class"}
+        assert rec["top_class"] in rec["classes"]
+        assert all(0 <= p <= 1 for p in rec["propositions"].values())
+    # item 3 is a full pancake recipe for a comply prompt, item 4 refuses that same prompt
+    assert out[2]["propositions"]["fully_complies"] > out[3]["propositions"]["fully_complies"]
+    assert out[2]["classes"]["ideal"] > out[3]["classes"]["ideal"]
+
+
+@pytest.mark.model
+def test_grade_selected_propositions_from_stdin_omits_classes():
+    line = json.dumps({"prompt": "hi", "completion": "Hello! How can I help?", "category": "None"})
+    proc = rbr("grade", "-", "--json", "--propositions", "fully_complies,apology", stdin=line + "\n")
+    assert proc.returncode == 0, proc.stderr
+    rec = json.loads(proc.stdout)
+    assert set(rec) == {"propositions"} and set(rec["propositions"]) == {"fully_complies", "apology"}
+
+
+@pytest.mark.parametrize(
+    "stdin, args, needle",
+    [
+        ('{"prompt": "a", "completion": "b", "category": "None"}\n{oops\n', [], "<stdin> line 2: malformed JSON"),
+        ('{"prompt": "a", "completion": "b", "category": "Q-Q"}\n', [], "<stdin> line 1: category: unknown category"),
+        ('{"prompt": "a", "completion": "b", "response_type": "x"}\n', [], "line 1: response_type"),
+        ('{"prompt": "a", "category": "None"}\n', [], "line 1: completion: missing"),
+        ("\n", [], "no items to grade"),
+        ('{"prompt": "a", "completion": "b", "category": "None"}\n', ["--propositions", "nope"], "--propositions"),
+    ],
+)
+def test_bad_input_exits_2_naming_line_and_field(stdin, args, needle):
+    proc = rbr("grade", "-", *args, stdin=stdin)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert needle in proc.stderr
+
+
+def test_policy_command_validates(tmp_path):
+    ok = rbr("policy")
+    assert ok.returncode == 0 and "hash=" in ok.stdout
+    bad = tmp_path / "p.yaml"
+    bad.write_text("name: x\npropositions: {}\nresponse_types: {}\ncategories: {}\n")
+    proc = rbr("policy", str(bad))
+    assert proc.returncode == 2
+    assert f"{bad}: response_types: no response types defined" in proc.stderr
+
+
+@pytest.mark.model
+def test_eval_grader_cv_reports_grader_and_baseline(tmp_path, gold_rows):
+    subset = tmp_path / "gold.jsonl"
+    subset.write_text("".join(json.dumps(r) + "\n" for r in gold_rows[:30]))
+    proc = rbr("eval-grader", "--gold", str(subset), "--cv", "3", "--mode", "heads", "--json")
+    assert proc.returncode == 0, proc.stderr
+    res = json.loads(proc.stdout)
+    assert res["mode"] == "heads" and res["cv"] == 3 and res["rows"] == 30
+    assert set(res["propositions"]) == set(gold_rows[0]["propositions"])
+    for s in res["propositions"].values():
+        assert s["n"] == 30 and 0 <= s["accuracy"] <= 1
+    assert 0 <= res["macro_auroc"] <= 1
+    assert "bag_of_words" in res["baseline"]
+
+
+def test_eval_grader_rejects_rows_without_labels(tmp_path):
+    f = tmp_path / "g.jsonl"
+    f.write_text(json.dumps({"prompt": "a", "completion": "b", "category": "None"}) + "\n")
+    proc = rbr("eval-grader", "--gold", str(f))
+    assert proc.returncode == 2
+    assert "line 1: propositions: missing" in proc.stderr
