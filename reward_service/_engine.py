@@ -18,17 +18,18 @@ import torch
 
 from ._prompt import EncodedItem
 
-__all__ = ["Readout", "Strategy", "TransformersEngine", "YES_WORDS", "NO_WORDS"]
+__all__ = ["READOUT_VERSION", "Readout", "Strategy", "TransformersEngine", "YES_WORDS", "NO_WORDS"]
 
 YES_WORDS = ("yes", "Yes", " yes", " Yes", "YES")
 NO_WORDS = ("no", "No", " no", " No", "NO")
 Strategy = Literal["naive", "batched", "prefix"]
+READOUT_VERSION = 2  # bump when what a Readout holds changes (cached readouts are keyed by it)
 
 
 @dataclass
 class Readout:
     yes_logit: np.ndarray  # (n_questions,) log P(yes-variants) - log P(no-variants)
-    pooled: np.ndarray  # (n_layers, H) mean hidden state over the completion's tokens
+    pooled: np.ndarray  # (2, n_layers, H) mean and max of the hidden states over the completion's tokens
     answer: np.ndarray | None  # (n_questions, n_layers, H) hidden state at each question's answer position
     tokens: int  # tokens processed for this item
 
@@ -45,7 +46,7 @@ def _single_token_ids(tok, words: tuple[str, ...]) -> list[int]:
 class TransformersEngine:
     """Wraps a causal LM for grading. `layers` are the hidden-state layers read out (0 = embeddings)."""
 
-    def __init__(self, tokenizer, model, layers: tuple[int, ...] = (10, 20, 30)) -> None:
+    def __init__(self, tokenizer, model, layers: tuple[int, ...] = (8, 12, 16, 20)) -> None:
         self.tok, self.model = tokenizer, model
         n = model.config.num_hidden_layers
         self.layers = tuple(min(layer, n) for layer in layers)
@@ -88,10 +89,35 @@ class TransformersEngine:
             sum(len(s) for s in seqs),
         )
 
+    @torch.inference_mode()
+    def pooled_batch(self, encs: list[EncodedItem], batch_size: int = 8) -> list[Readout]:
+        """Prefix-only readouts (no questions) for many items, batched by similar length."""
+        order = sorted(range(len(encs)), key=lambda i: len(encs[i].prefix_ids))
+        out: list[Readout | None] = [None] * len(encs)
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            seqs = [encs[i].prefix_ids for i in idx]
+            n, t = len(seqs), max(len(s) for s in seqs)
+            ids = torch.full((n, t), self.pad_id, dtype=torch.long)  # (n, T), right-padded
+            mask = torch.zeros((n, t), dtype=torch.long)  # (n, T)
+            for r, s in enumerate(seqs):
+                ids[r, : len(s)] = torch.tensor(s)
+                mask[r, : len(s)] = 1
+            hs = self.base(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states
+            for r, i in enumerate(idx):  # completion spans lie before the padding: pads never enter a pool
+                out[i] = Readout(
+                    np.zeros(0, np.float32), self._pool(hs, r, encs[i].completion_span), None, len(seqs[r])
+                )
+        return out  # type: ignore[return-value]
+
     def _pool(self, hidden_states, row: int, span: tuple[int, int]) -> np.ndarray:
+        """Mean and max over the completion's tokens, per read-out layer: (2, L, H)."""
         a, b = span
         b = max(b, a + 1)  # an empty completion still reads one position
-        return torch.stack([hidden_states[layer][row, a:b].float().mean(0) for layer in self.layers]).numpy()
+        per_layer = [hidden_states[layer][row, a:b].float() for layer in self.layers]  # L x (T, H)
+        mean = torch.stack([h.mean(0) for h in per_layer])  # (L, H)
+        peak = torch.stack([h.max(0).values for h in per_layer])  # (L, H)
+        return torch.stack([mean, peak]).numpy()
 
     def _full(self, seqs: list[list[int]], span: tuple[int, int]):
         """Right-padded full forward. -> (final states (n,H), answer states (n,L,H), pooled (L,H))."""

@@ -154,7 +154,7 @@ def cmd_eval_grader(args: argparse.Namespace) -> int:
                 probs[p][i] = pr[p]
     else:
         aug_ros = grader.readouts(aug_items, [names] * len(aug_items), progress=not args.json) if aug_items else []
-        spec = FeatureSpec(**json.loads(args.head_spec)) if args.head_spec else _default_spec()
+        spec = FeatureSpec.from_dict(json.loads(args.head_spec)) if args.head_spec else _default_spec()
         groups = [LabelledRow(it.conversation, it.completion, lab).group for it, lab in zip(items, labels, strict=True)]
         probs = {p: np.full(len(items), np.nan) for p in names}
         for train, test in fold_indices(groups, args.cv):
@@ -195,7 +195,7 @@ def cmd_eval_grader(args: argparse.Namespace) -> int:
 def _default_spec():
     from .heads import FeatureSpec
 
-    return FeatureSpec(**json.loads((DATA_DIR / "grader" / "head_spec.json").read_text()))
+    return FeatureSpec.from_dict(json.loads((DATA_DIR / "grader" / "head_spec.json").read_text()))
 
 
 def _print_eval(result: dict, in_sample: bool) -> None:
@@ -252,7 +252,7 @@ def cmd_fit_grader(args: argparse.Namespace) -> int:
     names = _labelled_names(policy, labels)
     grader = Grader.from_settings(settings, "prompted", policy)
     ros = grader.readouts(items, [names] * len(items), progress=True)
-    spec = FeatureSpec(**json.loads(args.head_spec)) if args.head_spec else _default_spec()
+    spec = FeatureSpec.from_dict(json.loads(args.head_spec)) if args.head_spec else _default_spec()
     info = {
         "fitted_on": [Path(f).name for f in [args.gold, *(args.aug or [])]],
         "rows": len(items),

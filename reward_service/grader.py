@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from propositions import Policy
 
-from ._engine import Readout, Strategy, TransformersEngine
+from ._engine import READOUT_VERSION, Readout, Strategy, TransformersEngine
 from ._prompt import PromptFormat
 from .errors import GraderError, HeadsError, InputError
 
@@ -105,6 +105,7 @@ class Grader:
         heads=None,  # heads.GraderHeads, needed for 'calibrated' and 'heads'
         engine_id: str = "",
         cache: Path | None = None,
+        batch_size: int = 8,
     ) -> None:
         if mode not in MODES:
             raise InputError("mode", f"unknown mode {mode!r}; modes are {', '.join(MODES)}")
@@ -115,6 +116,7 @@ class Grader:
         self.policy, self.engine, self.fmt, self.mode, self.heads = policy, engine, prompt_format, mode, heads
         self.engine_id = engine_id
         self.cache = cache
+        self.batch_size = batch_size
 
     @classmethod
     def from_settings(cls, settings, mode: Mode | None = None, policy: Policy | None = None) -> Grader:
@@ -132,7 +134,7 @@ class Grader:
         heads = GraderHeads.load(settings.heads_path) if mode != "prompted" else None
         engine_id = f"{settings.grader_model}|{settings.grader_dtype}"
         cache = cache_dir() / "readouts" if settings.readout_cache else None
-        return cls(policy, engine, fmt, mode, heads, engine_id, cache)
+        return cls(policy, engine, fmt, mode, heads, engine_id, cache, settings.grader_batch_size)
 
     def question_hashes(self) -> dict[str, str]:
         """Hash of what the grader LLM is asked for each proposition (heads are fitted per question)."""
@@ -147,6 +149,11 @@ class Grader:
             return True
         return any(self.heads.uses_question(n) for n in names)
 
+    def _needs_answer_states(self, names: Sequence[str]) -> bool:
+        if self.cache is not None:  # cached readouts serve every mode later
+            return True
+        return self.mode == "heads" and any(self.heads.heads[n].spec.answer_layers for n in names)
+
     def readouts(
         self,
         items: Sequence[GradeItem],
@@ -155,6 +162,8 @@ class Grader:
         progress: bool = False,
     ) -> list[Readout]:
         """The grader LLM's readout of each item for its proposition names (cached on disk if enabled)."""
+        if self.cache is None and not any(self._needs_questions(p) for p in names):
+            return self._pooled_only(items)
         out = []
         for item, props in tqdm(list(zip(items, names, strict=True)), desc="grading", disable=not progress):
             ask = props if self._needs_questions(props) else []
@@ -165,7 +174,7 @@ class Grader:
                 continue
             try:
                 enc = self.fmt.encode(list(item.conversation), item.completion, specs)
-                ro = self.engine.readout(enc, strategy, answer_states=self.mode == "heads" or self.cache is not None)
+                ro = self.engine.readout(enc, strategy, answer_states=self._needs_answer_states(ask))
             except Exception as e:  # a failed forward is an error for the whole batch, never a default
                 raise GraderError(f"grader forward pass failed: {type(e).__name__}: {e}") from e
             if path is not None:
@@ -173,11 +182,21 @@ class Grader:
             out.append(ro)
         return out
 
+    def _pooled_only(self, items: Sequence[GradeItem]) -> list[Readout]:
+        """Heads that read no question: one batched forward pass per group of items serves all propositions."""
+        try:
+            encs = [self.fmt.encode(list(it.conversation), it.completion, []) for it in items]
+            return self.engine.pooled_batch(encs, self.batch_size)
+        except Exception as e:
+            raise GraderError(f"grader forward pass failed: {type(e).__name__}: {e}") from e
+
     def _cache_path(self, item: GradeItem, props: Sequence[str], strategy: str) -> Path | None:
         if self.cache is None:
             return None
         qs = [self.fmt.suffix(self.policy.propositions[p]) for p in props]
-        key = hashlib.sha256(json.dumps([self.engine_id, self.fmt.version, self.engine.layers, qs]).encode())
+        key = hashlib.sha256(
+            json.dumps([READOUT_VERSION, self.engine_id, self.fmt.version, self.engine.layers, qs]).encode()
+        )
         return self.cache / key.hexdigest()[:16] / f"{item.key()}.npz"
 
     # -- probabilities --------------------------------------------------------------------------------

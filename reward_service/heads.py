@@ -28,14 +28,23 @@ from .errors import HeadsError
 __all__ = ["FeatureSpec", "GraderHeads", "head_features", "question_hash"]
 
 
+POOL_STATS = ("mean", "max")  # the order of `Readout.pooled`'s first axis
+
+
 @dataclass(frozen=True)
 class FeatureSpec:
     """Which parts of a readout a head reads. Layer entries index the engine's read-out layers."""
 
-    pooled_layers: tuple[int, ...] = (1,)
+    pooled_stats: tuple[str, ...] = POOL_STATS
+    pooled_layers: tuple[int, ...] = (0, 1, 2, 3)
     answer_layers: tuple[int, ...] = ()
     logit: bool = False
     C: float = 0.01  # inverse L2 strength of the logistic regression
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> FeatureSpec:
+        """From JSON-like data (lists become tuples); unknown keys are an error."""
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
     @property
     def uses_question(self) -> bool:
@@ -46,7 +55,8 @@ def head_features(readouts: Sequence[Readout], j: int | None, spec: FeatureSpec)
     """(n, d) feature matrix for proposition index `j` of each readout's questions."""
     rows = []
     for ro in readouts:
-        parts = [ro.pooled[list(spec.pooled_layers)].ravel()] if spec.pooled_layers else []
+        stats = [POOL_STATS.index(s) for s in spec.pooled_stats]
+        parts = [ro.pooled[stats][:, list(spec.pooled_layers)].ravel()] if spec.pooled_layers and stats else []
         if spec.answer_layers:
             if ro.answer is None or j is None:
                 raise HeadsError("this head reads answer-position states, but the readout has none")
@@ -188,12 +198,9 @@ class GraderHeads:
                 meta = json.loads(z["meta"].tobytes().decode())
                 heads = {}
                 for n, h in meta["heads"].items():
-                    spec = h["spec"]
-                    spec = FeatureSpec(
-                        tuple(spec["pooled_layers"]), tuple(spec["answer_layers"]), spec["logit"], spec["C"]
-                    )
+                    spec = FeatureSpec.from_dict(h["spec"])
                     heads[n] = _Head(spec, z[f"{n}/mean"], z[f"{n}/scale"], z[f"{n}/coef"], h["intercept"])
-        except (KeyError, ValueError, OSError) as e:
+        except (KeyError, ValueError, TypeError, OSError) as e:
             raise HeadsError(f"{path}: not a valid heads file: {e}") from e
         return cls(
             meta["engine_id"],
