@@ -3,6 +3,8 @@
   (a) naive    one full forward per (completion, proposition), batch 1
   (b) batched  all questions of a completion as one right-padded batch of full sequences
   (c) prefix   the shared prefix once per completion, then all questions batched against its KV cache
+  (d) heads    the embedded default: no questions, one forward over each completion's prefix (batched
+               across completions) serves every proposition through the trained heads
 
 Prints wall time, tokens processed, tokens/s, the speed-up over (a), and the compute floor:
 2 x parameters x tokens processed / this CPU's measured matmul FLOP/s (in the grader's dtype).
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -78,6 +81,11 @@ def main() -> None:
         logits = np.concatenate([r.yes_logit for r in ros])
         ref = logits if ref is None else ref
         results[strategy] = (wall, tokens, float(np.abs(logits - ref).max()))
+    bare = [replace(e, suffix_ids=[]) for e in encs]
+    engine.pooled_batch(bare[:2])  # warm-up
+    t = time.perf_counter()
+    ros = engine.pooled_batch(bare, batch_size=8)
+    results["heads"] = (time.perf_counter() - t, sum(r.tokens for r in ros), float("nan"))
 
     base = results["naive"][0]
     head = f"{'strategy':10s} {'wall s':>8s} {'tokens':>8s} {'tok/s':>8s} {'x naive':>8s} {'floor s':>8s} "
@@ -86,6 +94,7 @@ def main() -> None:
         floor = 2 * params * tokens / flops
         print(f"{strategy:10s} {wall:8.2f} {tokens:8d} {tokens / wall:8.0f} {base / wall:8.2f} {floor:8.2f} "
               f"{wall / floor:8.2f} {diff:12.2e}")  # fmt: skip
+    print("max |dlogit|: largest difference in yes-vs-no log-odds from (a); heads mode reads no log-odds")
     print("floor = 2 x parameters x tokens processed / measured matmul FLOP/s (ignores attention and overheads)")
 
 

@@ -1,0 +1,79 @@
+"""The hinge-loss fit of the RBR weights: exact optimum, pair construction, error rate."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from reward_service.errors import InputError
+from reward_service.linear import fit_hinge, hinge_loss, make_pairs, pairwise_error_rate
+
+ORDER = ["ideal", "minimum_acceptable_style", "unacceptable_completion", "disallowed_completion"]
+
+
+def ranked_problem(w_true: np.ndarray, n_prompts: int = 200, seed: int = 0):
+    """Completions labelled by the rank of a known reward: the known weights order every pair."""
+    rng = np.random.default_rng(seed)
+    per = len(ORDER)
+    x = rng.normal(size=(n_prompts * per, len(w_true)))  # (n, d)
+    rm = rng.normal(scale=0.05, size=n_prompts * per)  # (n,)
+    r = rm + x @ w_true
+    prompts, labels = [], [""] * len(r)
+    for p in range(n_prompts):
+        rows = np.arange(p * per, (p + 1) * per)
+        for rank, i in enumerate(rows[np.argsort(-r[rows])]):
+            labels[i] = ORDER[rank]
+        prompts += [f"p{p}"] * per
+    return x, rm, prompts, labels
+
+
+def test_fit_recovers_the_direction_of_known_weights():
+    w_true = np.array([2.0, -1.0, 0.5])
+    x, rm, prompts, labels = ranked_problem(w_true)
+    pairs = make_pairs(prompts, labels, ORDER, default_margin=0.0)
+    assert len(pairs) == 200 * 6  # 4 labels per prompt -> 6 ordered pairs
+    res = fit_hinge(x, rm, pairs)
+    assert res.loss == pytest.approx(0.0, abs=1e-9)  # separable: the optimum has zero loss
+    cos = res.weights @ w_true / np.linalg.norm(res.weights) / np.linalg.norm(w_true)
+    assert cos > 0.999
+    assert pairwise_error_rate(rm + x @ res.weights, pairs) < 0.005
+
+
+def test_fit_is_at_least_as_good_as_any_other_weights():
+    x, rm, prompts, labels = ranked_problem(np.array([1.0, 0.3]), n_prompts=80, seed=1)
+    rng = np.random.default_rng(2)
+    x = x + rng.normal(scale=1.0, size=x.shape)  # noisy features: no zero-loss solution
+    pairs = make_pairs(prompts, labels, ORDER, default_margin=1.0)
+    res = fit_hinge(x, rm, pairs)
+    assert res.loss > 0
+    for _ in range(200):
+        other = res.weights + rng.normal(scale=0.3, size=res.weights.shape)
+        assert hinge_loss(x, rm, pairs, other) >= res.loss - 1e-7
+
+
+def test_l1_shrinks_weights():
+    x, rm, prompts, labels = ranked_problem(np.array([2.0, -1.0, 0.0, 0.0]))
+    pairs = make_pairs(prompts, labels, ORDER, default_margin=1.0)
+    free, sparse = fit_hinge(x, rm, pairs), fit_hinge(x, rm, pairs, l1=0.05)
+    assert np.abs(sparse.weights).sum() < np.abs(free.weights).sum()
+
+
+def test_margins_follow_the_worse_label():
+    pairs = make_pairs(["a", "a", "a"], ["ideal", "unacceptable_completion", "disallowed_completion"], ORDER,
+                       margins={"disallowed_completion": 3.0}, default_margin=0.5)  # fmt: skip
+    got = sorted(zip(pairs.better.tolist(), pairs.worse.tolist(), pairs.margin.tolist(), strict=True))
+    assert got == [(0, 1, 0.5), (0, 2, 3.0), (1, 2, 3.0)]
+
+
+def test_only_pairs_within_a_prompt_with_different_labels():
+    pairs = make_pairs(["a", "a", "b", "b"], ["ideal", "ideal", "ideal", "disallowed_completion"], ORDER)
+    assert list(zip(pairs.better, pairs.worse, strict=True)) == [(2, 3)]
+
+
+def test_ties_and_unknown_labels_are_rejected():
+    with pytest.raises(InputError, match="appears twice: ties"):
+        make_pairs(["a"], ["ideal"], ["ideal", "ideal", "disallowed_completion"])
+    with pytest.raises(InputError, match=r"unknown label\(s\) \['great'\]"):
+        make_pairs(["a", "a"], ["ideal", "great"], ORDER)
+    with pytest.raises(InputError, match="no ordered pairs"):
+        fit_hinge(np.zeros((2, 1)), np.zeros(2), make_pairs(["a", "b"], ["ideal", "ideal"], ORDER))
