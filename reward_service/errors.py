@@ -5,14 +5,23 @@
     ├── ModelLoadError      a grader or reward model could not be found, fetched or loaded
     ├── GraderError         the grader failed on a batch; never replaced by a default value
     │   └── GraderTimeout   the grader did not answer in time
-    └── HeadsError          trained heads / calibrators missing or fitted for another model or prompt
+    ├── HeadsError          trained heads / calibrators missing or fitted for another model or prompt
+    └── WeightsMismatchError  RBR weights fitted for another policy version or other feature names
 
 Policy files raise `propositions.PolicyError` (a ValueError), which names the file, key and problem.
 """
 
 from __future__ import annotations
 
-__all__ = ["GraderError", "GraderTimeout", "HeadsError", "InputError", "ModelLoadError", "RBRError"]
+__all__ = [
+    "GraderError",
+    "GraderTimeout",
+    "HeadsError",
+    "InputError",
+    "ModelLoadError",
+    "RBRError",
+    "WeightsMismatchError",
+]
 
 
 class RBRError(Exception):
@@ -41,3 +50,7 @@ class GraderTimeout(GraderError):
 
 class HeadsError(RBRError):
     """Trained heads or calibrators are missing, or were fitted for another model or prompt format."""
+
+
+class WeightsMismatchError(RBRError):
+    """RBR weights do not fit the running policy (other hash or feature names); the message says which."""

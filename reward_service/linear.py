@@ -14,16 +14,21 @@ exactly with HiGHS rather than by a fixed number of gradient steps:
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 from scipy import sparse
 from scipy.optimize import linprog
 
-from .errors import InputError
+from propositions import Policy
 
-__all__ = ["FitResult", "PairSet", "fit_hinge", "make_pairs", "pairwise_error_rate"]
+from .errors import InputError, WeightsMismatchError
+
+__all__ = ["FitResult", "PairSet", "RBRWeights", "fit_hinge", "make_pairs", "pairwise_error_rate"]
 
 
 @dataclass
@@ -138,3 +143,61 @@ def pairwise_error_rate(reward: np.ndarray, pairs: PairSet) -> float:
     if len(pairs) == 0:
         return float("nan")
     return float((reward[pairs.better] <= reward[pairs.worse]).mean())
+
+
+@dataclass
+class RBRWeights:
+    """Fitted weights per response type and what they were fitted for.
+
+    Loading checks them against the running policy: weights fitted for another policy version or other
+    feature names would silently score the wrong features, so that is an error naming what differs.
+    """
+
+    policy_hash: str
+    feature_names: dict[str, list[str]]  # response type -> feature names, in weight order
+    weights: dict[str, list[float]]  # response type -> weights
+    reward_model: str  # identity of the RM whose weight was fixed at 1
+    data: dict  # what it was fitted on
+    metrics: dict  # e.g. pairwise error rates on held-out prompts
+
+    @property
+    def version(self) -> str:
+        blob = json.dumps([self.policy_hash, self.feature_names, self.weights, self.reward_model], sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+    def rbr_score(self, response_type: str, features: np.ndarray) -> np.ndarray:
+        """w[response_type] . features; features (..., d) -> (...)."""
+        return features @ np.asarray(self.weights[response_type])
+
+    def save(self, path: str | Path) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        body = {"version": self.version, **asdict(self)}
+        path.write_text(json.dumps(body, indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path, policy: Policy) -> RBRWeights:
+        path = Path(path)
+        try:
+            raw = json.loads(path.read_text())
+            w = cls(**{k: raw[k] for k in ("policy_hash", "feature_names", "weights", "reward_model", "data",
+                                           "metrics")})  # fmt: skip
+        except (OSError, json.JSONDecodeError, KeyError, TypeError) as e:
+            raise WeightsMismatchError(f"{path}: not a readable weights file: {e}") from e
+        diffs = []
+        if w.policy_hash != policy.hash:
+            diffs.append(f"policy hash {w.policy_hash} != running policy {policy.hash}")
+        for rt in policy.response_types:
+            want = list(policy.feature_names(rt))
+            have = w.feature_names.get(rt)
+            if have is None:
+                diffs.append(f"no weights for response type {rt!r}")
+            elif have != want:
+                missing, extra = sorted(set(want) - set(have)), sorted(set(have) - set(want))
+                detail = f"missing {missing}, unexpected {extra}" if missing or extra else "same names, other order"
+                diffs.append(f"{rt}: feature names differ ({detail})")
+            elif len(w.weights.get(rt, [])) != len(want):
+                diffs.append(f"{rt}: {len(w.weights.get(rt, []))} weights for {len(want)} features")
+        if diffs:
+            raise WeightsMismatchError(f"{path} does not match the running policy: " + "; ".join(diffs))
+        return w

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from reward_service.errors import InputError
-from reward_service.linear import fit_hinge, hinge_loss, make_pairs, pairwise_error_rate
+from reward_service.errors import InputError, WeightsMismatchError
+from reward_service.linear import RBRWeights, fit_hinge, hinge_loss, make_pairs, pairwise_error_rate
 
 ORDER = ["ideal", "minimum_acceptable_style", "unacceptable_completion", "disallowed_completion"]
 
@@ -77,3 +77,36 @@ def test_ties_and_unknown_labels_are_rejected():
         make_pairs(["a", "a"], ["ideal", "great"], ORDER)
     with pytest.raises(InputError, match="no ordered pairs"):
         fit_hinge(np.zeros((2, 1)), np.zeros(2), make_pairs(["a", "b"], ["ideal", "ideal"], ORDER))
+
+
+def default_weights(policy) -> RBRWeights:
+    names = {rt: list(policy.feature_names(rt)) for rt in policy.response_types}
+    return RBRWeights(policy.hash, names, {rt: [0.1] * len(n) for rt, n in names.items()}, "judge:test", {}, {})
+
+
+def test_weights_roundtrip_and_score(tmp_path, policy):
+    w = default_weights(policy)
+    w.save(tmp_path / "w.json")
+    again = RBRWeights.load(tmp_path / "w.json", policy)
+    assert again == w and again.version == w.version
+    x = np.ones((3, len(w.feature_names["comply"])))
+    np.testing.assert_allclose(again.rbr_score("comply", x), 0.1 * x.shape[1])
+
+
+def test_mismatched_weights_fail_to_load_saying_what_differs(tmp_path, policy):
+    w = default_weights(policy)
+    w.policy_hash = "0000"
+    w.feature_names["comply"] = w.feature_names["comply"][:-1] + ["class:brilliant"]
+    del w.feature_names["hard_refuse"]
+    w.save(tmp_path / "w.json")
+    with pytest.raises(WeightsMismatchError) as exc:
+        RBRWeights.load(tmp_path / "w.json", policy)
+    msg = str(exc.value)
+    assert f"policy hash 0000 != running policy {policy.hash}" in msg
+    assert "no weights for response type 'hard_refuse'" in msg
+    assert (
+        "comply: feature names differ (missing ['class:disallowed_completion'], unexpected ['class:brilliant'])" in msg
+    )
+    (tmp_path / "bad.json").write_text("{}")
+    with pytest.raises(WeightsMismatchError, match="not a readable weights file"):
+        RBRWeights.load(tmp_path / "bad.json", policy)
