@@ -30,8 +30,9 @@ def conjunction_probability(conj: Conjunction, probs: Mapping[str, P]) -> P:
 
 def _with_derived(policy: Policy, probs: Mapping[str, P]) -> dict[str, P]:
     full = dict(probs)
-    for name in policy.derived_order:
-        full[name] = conjunction_probability(policy.derived[name], full)
+    for name in policy.derived_order:  # dependencies first; skip those whose inputs were not graded
+        if all(ref in full for ref in policy.derived[name]):
+            full[name] = conjunction_probability(policy.derived[name], full)
     return full
 
 

@@ -90,7 +90,7 @@ class TransformersEngine:
         )
 
     @torch.inference_mode()
-    def pooled_batch(self, encs: list[EncodedItem], batch_size: int = 8) -> list[Readout]:
+    def pooled_batch(self, encs: list[EncodedItem], batch_size: int = 1) -> list[Readout]:
         """Prefix-only readouts (no questions) for many items, batched by similar length."""
         order = sorted(range(len(encs)), key=lambda i: len(encs[i].prefix_ids))
         out: list[Readout | None] = [None] * len(encs)

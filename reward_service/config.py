@@ -35,7 +35,9 @@ class Settings(BaseSettings):
     grader_heads: Path | None = Field(None, description="Fitted heads/calibrators; default data/grader/heads.npz.")
     grader_dtype: Literal["bfloat16", "float32", "float16"] = Field("bfloat16", description="Grader weights dtype.")
     grader_threads: int | None = Field(None, ge=1, description="torch CPU threads; unset = torch's default.")
-    grader_batch_size: int = Field(8, ge=1, le=256, description="Completions per forward pass (heads mode).")
+    grader_batch_size: int = Field(
+        1, ge=1, le=256, description="Completions per forward pass in heads mode; 1 is fastest on CPU (padding)."
+    )
     max_conversation_tokens: int = Field(384, ge=16, description="Conversation tokens kept (the latest).")
     max_completion_tokens: int = Field(640, ge=16, description="Completion tokens kept (the first).")
     readout_cache: bool = Field(False, description="Cache grader readouts on disk by content hash.")

@@ -105,7 +105,7 @@ class Grader:
         heads=None,  # heads.GraderHeads, needed for 'calibrated' and 'heads'
         engine_id: str = "",
         cache: Path | None = None,
-        batch_size: int = 8,
+        batch_size: int = 1,
     ) -> None:
         if mode not in MODES:
             raise InputError("mode", f"unknown mode {mode!r}; modes are {', '.join(MODES)}")

@@ -71,3 +71,13 @@ def test_missing_probability_is_an_error():
     policy = policy_from_dict(TINY)
     with pytest.raises(KeyError, match="judgement"):
         class_probabilities(policy, "hard_refuse", {k: v for k, v in PROBS.items() if k != "judgement"})
+
+
+def test_each_response_type_needs_only_its_required_propositions():
+    from propositions import load_policy
+
+    policy = load_policy()
+    for rt in policy.response_types:
+        probs = {p: 0.5 for p in policy.required_propositions(rt)}
+        classes = class_probabilities(policy, rt, probs)
+        assert set(classes) == set(policy.response_types[rt].classes)
