@@ -5,6 +5,7 @@
     ├── ModelLoadError      a grader or reward model could not be found, fetched or loaded
     ├── GraderError         the grader failed on a batch; never replaced by a default value
     │   └── GraderTimeout   the grader did not answer in time
+    ├── RewardModelError    a reward model call failed or timed out; never replaced by a default score
     ├── HeadsError          trained heads / calibrators missing or fitted for another model or prompt
     └── WeightsMismatchError  RBR weights fitted for another policy version or other feature names
 
@@ -54,3 +55,7 @@ class HeadsError(RBRError):
 
 class WeightsMismatchError(RBRError):
     """RBR weights do not fit the running policy (other hash or feature names); the message says which."""
+
+
+class RewardModelError(RBRError):
+    """A reward model call failed or timed out; the batch has no scores."""
