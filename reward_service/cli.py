@@ -275,6 +275,101 @@ def cmd_fit_grader(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- rbr features / fit / eval-rewards ----------------------------------------------------------------
+
+
+def cmd_features(args: argparse.Namespace) -> int:
+    from .fitting import FeatureRow, read_comparisons
+    from .models import cache_dir
+    from .reward_models import build_reward_model
+    from .scoring import FeatureCache, Scorer
+
+    settings = _settings(args)
+    policy = load_policy(settings.policy_file)
+    lines, source = _read_lines(args.data)
+    rows = read_comparisons(lines, source, policy)
+    grader = Grader.from_settings(settings, policy=policy)
+    scorer = Scorer(policy, grader, build_reward_model(settings, grader), None)
+    cache = None if args.no_cache else FeatureCache(cache_dir() / "features", scorer.identity)
+    scored = scorer.score([r.item for r in rows], cache, progress=True)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("w") as f:
+        for r, s in zip(rows, scored, strict=True):
+            names = policy.feature_names(s.response_type)
+            feats = {n: round(float(v), 6) for n, v in zip(names, s.features, strict=True)}
+            f.write(
+                FeatureRow(r.prompt_id, s.response_type, r.completion_label, r.split, round(s.rm, 6), feats).as_json()
+            )
+            f.write("\n")
+    print(f"wrote {out}: {len(rows)} rows ({scorer.identity})", file=sys.stderr)
+    return 0
+
+
+def _margins(values: Sequence[str] | None) -> dict[str, float]:
+    out = {}
+    for v in values or []:
+        label, _, x = v.partition("=")
+        try:
+            out[label] = float(x)
+        except ValueError:
+            raise InputError("--margin", f"{v!r} is not LABEL=NUMBER") from None
+    return out
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    from .fitting import error_rates, fit_weights, plot_reward_histograms, read_features
+
+    settings = _settings(args)
+    policy = load_policy(settings.policy_file)
+    rows = read_features(args.features)
+    data = {"features": Path(args.features).name, "rows": len(rows),
+            "train_rows": sum(r.split == "train" for r in rows)}  # fmt: skip
+    scorers = sorted({r.scorer for r in rows})
+    if len(scorers) > 1:
+        raise InputError(args.features, f"rows were scored by different graders/RMs: {scorers}")
+    rm_identity = scorers[0].rsplit("|", 1)[-1] if scorers[0] else "unknown"
+    weights = fit_weights(rows, policy, rm_identity, data, _margins(args.margin), args.l1, args.l2)
+    report = error_rates(rows, policy, weights, "heldout")
+    weights.metrics["heldout"] = report
+    weights.save(args.out)
+    print(f"wrote {args.out} (version {weights.version}); held-out pairs: {report['pairs']}")
+    _print_error_table(report)
+    if args.report:
+        d = Path(args.report)
+        d.mkdir(parents=True, exist_ok=True)
+        full = {**report, "train": error_rates(rows, policy, weights, "train"), "weights_version": weights.version}
+        (d / "report.json").write_text(json.dumps(full, indent=2) + "\n")
+        plot_reward_histograms([r for r in rows if r.split == "heldout"] or rows, policy, weights, d / "rewards.png")
+        print(f"wrote {d / 'report.json'} and {d / 'rewards.png'}")
+    return 0
+
+
+def cmd_eval_rewards(args: argparse.Namespace) -> int:
+    from .fitting import error_rates, read_features
+    from .linear import RBRWeights
+
+    settings = _settings(args)
+    policy = load_policy(settings.policy_file)
+    rows = read_features(args.features)
+    weights = RBRWeights.load(args.weights, policy)
+    report = error_rates(rows, policy, weights, None if args.split == "all" else args.split)
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print(f"{args.features}: {report['pairs']} ordered pairs ({report['split']}); weights {weights.version}")
+        _print_error_table(report)
+    return 0
+
+
+def _print_error_table(report: dict) -> None:
+    er = report["error_rate"]
+    cols = list(er["rm"])
+    print(f"{'pairwise error rate':20s}" + "".join(f"{c:>15s}" for c in cols))
+    for key, name in (("rm", "RM only"), ("rbr", "RBR only"), ("rm_rbr", "RM + RBR")):
+        print(f"{name:20s}" + "".join(f"{er[key].get(c, float('nan')):15.3f}" for c in cols))
+
+
 # -- small commands ------------------------------------------------------------------------------------
 
 
@@ -336,6 +431,31 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--no-cache", action="store_true", help="do not cache grader readouts on disk")
     common(f)
     f.set_defaults(func=cmd_fit_grader)
+
+    ft = sub.add_parser("features", help="grader features and RM scores for comparison data")
+    ft.add_argument("--data", required=True, help="comparison data (JSON lines)")
+    ft.add_argument("--out", required=True, help="features file to write (JSON lines)")
+    ft.add_argument("--no-cache", action="store_true", help="recompute every row")
+    common(ft)
+    ft.set_defaults(func=cmd_features)
+
+    fi = sub.add_parser("fit", help="fit RBR weights on a features file (exact hinge-loss LP)")
+    fi.add_argument("--features", required=True, help="features file from `rbr features`")
+    fi.add_argument("--out", required=True, help="weights JSON to write")
+    fi.add_argument("--report", help="folder for report.json and rewards.png")
+    fi.add_argument("--margin", action="append", help="LABEL=X: margin of pairs whose worse label is LABEL (default 1)")
+    fi.add_argument("--l1", type=float, default=0.0, help="L1 penalty on the weights")
+    fi.add_argument("--l2", type=float, default=0.0, help="L2 penalty on the weights (solved as a QP)")
+    common(fi)
+    fi.set_defaults(func=cmd_fit)
+
+    ev = sub.add_parser("eval-rewards", help="pairwise error rates of weights on a features file")
+    ev.add_argument("--features", required=True)
+    ev.add_argument("--weights", required=True)
+    ev.add_argument("--split", choices=["heldout", "train", "all"], default="all")
+    ev.add_argument("--json", action="store_true")
+    common(ev)
+    ev.set_defaults(func=cmd_eval_rewards)
 
     p = sub.add_parser("policy", help="validate a policy file and print its hash")
     p.add_argument("file", nargs="?", help="policy YAML (default: the built-in policy)")

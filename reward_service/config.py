@@ -38,6 +38,12 @@ class Settings(BaseSettings):
     grader_batch_size: int = Field(
         1, ge=1, le=256, description="Completions per forward pass in heads mode; 1 is fastest on CPU (padding)."
     )
+    rm_backend: Literal["judge", "hf", "vllm-http"] = Field("judge", description="Helpful-only reward model.")
+    rm_model: str | None = Field(None, description="hf: folder or hub id; vllm-http: served model name.")
+    rm_url: str | None = Field(None, description="vllm-http: base URL of the vLLM pooling server.")
+    rm_tokenizer: str | None = Field(None, description="vllm-http: tokenizer whose chat template renders input.")
+    rm_timeout_s: float = Field(60.0, gt=0, description="vllm-http: timeout per request.")
+    weights_file: Path | None = Field(None, description="RBR weights; default data/weights/default.json.")
     max_conversation_tokens: int = Field(384, ge=16, description="Conversation tokens kept (the latest).")
     max_completion_tokens: int = Field(640, ge=16, description="Completion tokens kept (the first).")
     readout_cache: bool = Field(False, description="Cache grader readouts on disk by content hash.")
@@ -59,6 +65,10 @@ class Settings(BaseSettings):
         if self.grader_mode is not None:
             return self.grader_mode
         return "heads" if self.grader_model == EMBEDDED_MODEL else "prompted"
+
+    @property
+    def weights_path(self) -> Path:
+        return self.weights_file or DATA_DIR / "weights" / "default.json"
 
     @property
     def heads_path(self) -> Path:

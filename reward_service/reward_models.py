@@ -20,7 +20,14 @@ import numpy as np
 from .errors import ModelLoadError, RewardModelError
 from .grader import GradeItem, Grader
 
-__all__ = ["HFRewardModel", "JudgeRewardModel", "RewardModel", "VLLMHttpRewardModel", "render_chat"]
+__all__ = [
+    "build_reward_model",
+    "HFRewardModel",
+    "JudgeRewardModel",
+    "RewardModel",
+    "VLLMHttpRewardModel",
+    "render_chat",
+]
 
 
 class RewardModel(Protocol):
@@ -147,3 +154,16 @@ class JudgeRewardModel:
             raise RewardModelError(f"{self.identity} failed: {e}") from e
         p = np.clip(np.array([d[self.proposition] for d in probs]), 1e-6, 1 - 1e-6)
         return np.log(p / (1 - p))
+
+
+def build_reward_model(settings, grader: Grader) -> RewardModel:
+    """The configured reward model (`rm_backend`, `rm_model`, `rm_url`)."""
+    if settings.rm_backend == "judge":
+        return JudgeRewardModel(grader)
+    if settings.rm_backend == "hf":
+        if not settings.rm_model:
+            raise ModelLoadError("rm_backend 'hf' needs rm_model (RBR_RM_MODEL): a folder or hub id")
+        return HFRewardModel(settings.rm_model)
+    if not settings.rm_url or not settings.rm_model:
+        raise ModelLoadError("rm_backend 'vllm-http' needs rm_url (RBR_RM_URL) and rm_model (RBR_RM_MODEL)")
+    return VLLMHttpRewardModel(settings.rm_url, settings.rm_model, settings.rm_tokenizer, settings.rm_timeout_s)

@@ -1,0 +1,108 @@
+"""The scoring pipeline: item -> grader -> rules -> features -> linear model (+ reward model) -> reward.
+
+features(item)  = [P(prop) for the response type's propositions] + [P(class) for its classes]
+reward(item)    = R_rm(item) + w[response_type] . features(item)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from propositions import Policy, class_probabilities, feature_vector
+
+from .grader import GradeItem, Grader
+from .linear import RBRWeights
+from .reward_models import RewardModel
+
+__all__ = ["FeatureCache", "Scored", "Scorer"]
+
+
+@dataclass
+class Scored:
+    """Everything computed for one item on its way to a reward."""
+
+    response_type: str
+    propositions: dict[str, float]
+    classes: dict[str, float]
+    features: np.ndarray  # (d,) in policy.feature_names(response_type) order
+    rm: float
+    rbr: float | None = None  # w . features, when weights are loaded
+
+    @property
+    def reward(self) -> float:
+        if self.rbr is None:
+            raise ValueError("no RBR weights loaded")
+        return self.rm + self.rbr
+
+
+@dataclass
+class FeatureCache:
+    """Per-item feature/RM rows on disk, keyed by content and by who computed them."""
+
+    root: Path
+    identity: str  # grader + policy + RM identity
+    _dir: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._dir = self.root / hashlib.sha256(self.identity.encode()).hexdigest()[:16]
+
+    def _path(self, item: GradeItem) -> Path:
+        return self._dir / f"{item.key()}-{item.response_type}.json"
+
+    def get(self, item: GradeItem) -> dict | None:
+        p = self._path(item)
+        return json.loads(p.read_text()) if p.exists() else None
+
+    def put(self, item: GradeItem, row: dict) -> None:
+        p = self._path(item)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        tmp = p.with_suffix(".tmp")
+        tmp.write_text(json.dumps(row))
+        tmp.replace(p)
+
+
+class Scorer:
+    """Grades items, applies the rules and the linear model, adds the reward model's score."""
+
+    def __init__(self, policy: Policy, grader: Grader, reward_model: RewardModel, weights: RBRWeights | None) -> None:
+        self.policy, self.grader, self.reward_model, self.weights = policy, grader, reward_model, weights
+
+    @property
+    def identity(self) -> str:
+        return f"{self.grader.engine_id}|{self.grader.mode}|{self.policy.hash}|{self.reward_model.identity}"
+
+    def score(
+        self, items: Sequence[GradeItem], cache: FeatureCache | None = None, progress: bool = False
+    ) -> list[Scored]:
+        todo = [i for i, it in enumerate(items) if cache is None or cache.get(it) is None]
+        if todo:
+            sub = [items[i] for i in todo]
+            probs = self.grader.grade(sub, progress=progress)
+            rm = self.reward_model.score(sub)
+            for it, p, r in zip(sub, probs, rm, strict=True):
+                if cache is not None:
+                    cache.put(it, {"propositions": p, "rm": float(r)})
+            fresh = dict(zip(todo, zip(probs, rm, strict=True), strict=True))
+        else:
+            fresh = {}
+        out = []
+        for i, it in enumerate(items):
+            if i in fresh:
+                p, r = fresh[i]
+            else:
+                row = cache.get(it)  # type: ignore[union-attr]
+                p, r = row["propositions"], row["rm"]
+            out.append(self._assemble(it.response_type, p, float(r)))
+        return out
+
+    def _assemble(self, response_type: str, probs: dict[str, float], rm: float) -> Scored:
+        classes = {k: float(v) for k, v in class_probabilities(self.policy, response_type, probs).items()}
+        _, x = feature_vector(self.policy, response_type, probs)
+        rbr = float(self.weights.rbr_score(response_type, x)) if self.weights is not None else None
+        return Scored(response_type, dict(probs), classes, x, rm, rbr)
