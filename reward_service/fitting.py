@@ -176,11 +176,15 @@ def plot_reward_histograms(rows: Sequence[FeatureRow], policy: Policy, weights: 
             for pid in {r.prompt_id for r in sub}:
                 ideal = [reward[i] for i, r in enumerate(sub) if r.prompt_id == pid and r.completion_label == "ideal"]
                 centre[pid] = float(np.mean(ideal)) if ideal else float("nan")
+            per_label = {}
             for label in policy.response_types[rt].ordering:
                 vals = [reward[i] - centre[r.prompt_id] for i, r in enumerate(sub) if r.completion_label == label]
-                vals = [v for v in vals if np.isfinite(v)]
+                per_label[label] = [v for v in vals if np.isfinite(v)]
+            everything = [v for vals in per_label.values() for v in vals]
+            bins = np.linspace(min(everything), max(everything), 41) if everything else 10
+            for label, vals in per_label.items():
                 if vals:
-                    ax.hist(vals, bins=20, alpha=0.5, label=f"{label} ({len(vals)})")
+                    ax.hist(vals, bins=bins, alpha=0.5, label=f"{label} ({len(vals)})")
             ax.axvline(0, color="k", lw=0.8)
             ax.set_title(f"{rt}: {title}", fontsize=9)
             ax.set_xlabel("reward − mean reward of the prompt's ideal completions", fontsize=8)
