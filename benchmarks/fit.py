@@ -73,9 +73,7 @@ def main() -> None:
             loss = hinge_loss(x, rm, pairs, w)
             err = pairwise_error_rate(rm + x @ w, pairs)
             print(f"{rt:15s} {len(pairs):6d} {name:>16s} {wall:7.2f} {loss:11.5f} {loss / exact.loss:8.4f} {err:10.4f}")
-    print(
-        "loss = mean hinge max(0, 1 + R(worse) - R(better)) on the training pairs; err = share of pairs ranked wrongly"
-    )
+    print("hinge loss: mean max(0, 1 + R(worse) - R(better)) on the pairs; error rate: share of pairs ranked wrongly")
 
 
 if __name__ == "__main__":
