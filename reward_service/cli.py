@@ -306,6 +306,21 @@ def cmd_features(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_synth(args: argparse.Namespace) -> int:
+    from .synth import synthesize, transformers_generator
+
+    settings = _settings(args)
+    policy = load_policy(settings.policy_file)
+    lines, source = _read_lines(args.prompts)
+    if args.limit is not None:
+        lines = [ln for ln in lines if ln.strip()][: args.limit]
+    grader = Grader.from_settings(settings, policy=policy)
+    generate = transformers_generator(grader.engine.tok, grader.engine.model, args.max_new_tokens)
+    summary = synthesize(lines, source, Path(args.out), grader, generate, args.k, args.threshold, seed=args.seed)
+    print(summary.table())
+    return 0
+
+
 def _margins(values: Sequence[str] | None) -> dict[str, float]:
     out = {}
     for v in values or []:
@@ -438,6 +453,17 @@ def build_parser() -> argparse.ArgumentParser:
     ft.add_argument("--no-cache", action="store_true", help="recompute every row")
     common(ft)
     ft.set_defaults(func=cmd_features)
+
+    sy = sub.add_parser("synth", help="generate graded comparison data from seed prompts with the local LLM")
+    sy.add_argument("--prompts", required=True, help="seed prompts (JSON lines: id, prompt, category|response_type)")
+    sy.add_argument("--out", required=True, help="comparison data to append to (resumes); rejections go beside it")
+    sy.add_argument("-k", type=int, default=3, help="attempts per prompt and label")
+    sy.add_argument("--threshold", type=float, default=0.5, help="min grader P(intended class) to keep")
+    sy.add_argument("--limit", type=int, help="only the first N prompts")
+    sy.add_argument("--max-new-tokens", type=int, default=160)
+    sy.add_argument("--seed", type=int, default=0)
+    common(sy)
+    sy.set_defaults(func=cmd_synth)
 
     fi = sub.add_parser("fit", help="fit RBR weights on a features file (exact hinge-loss LP)")
     fi.add_argument("--features", required=True, help="features file from `rbr features`")
