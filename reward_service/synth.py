@@ -30,34 +30,44 @@ __all__ = ["Generator", "SynthSummary", "load_instructions", "synthesize"]
 
 INSTRUCTIONS_PATH = DATA_DIR / "synth_instructions.yaml"
 
-#: (system prompt, conversation, instruction, seed) -> completion text
-Generator = Callable[[str, Sequence[dict], str, int], str]
+#: (system prompt, conversation, instruction, reply prefix, seed) -> completion text (prefix included)
+Generator = Callable[[str, Sequence[dict], str, str, int], str]
 
 
 def load_instructions(policy: Policy, path: Path = INSTRUCTIONS_PATH) -> dict:
-    raw = yaml.safe_load(Path(path).read_text())
+    """{system, response type: {label: [{instruction, prefix}]}}; a bare string is an instruction."""
+    try:
+        raw = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as e:
+        raise InputError(str(path), f"cannot read synth instructions: {e}") from None
     for rt, spec in policy.response_types.items():
         for label in spec.ordering:
-            if not raw.get(rt, {}).get(label):
+            variants = raw.get(rt, {}).get(label)
+            if not variants:
                 raise InputError(f"{path}: {rt}.{label}", "no instruction for this completion label")
+            raw[rt][label] = [v if isinstance(v, dict) else {"instruction": v} for v in variants]
+            for i, v in enumerate(raw[rt][label]):
+                if not isinstance(v.get("instruction"), str):
+                    raise InputError(f"{path}: {rt}.{label}[{i}]", "needs an 'instruction' string")
     return raw
 
 
 def transformers_generator(tokenizer, model, max_new_tokens: int = 160, temperature: float = 0.8) -> Generator:
     import torch
 
-    def generate(system: str, conversation: Sequence[dict], instruction: str, seed: int) -> str:
+    def generate(system: str, conversation: Sequence[dict], instruction: str, prefix: str, seed: int) -> str:
         last = conversation[-1]["content"]
         messages = [
             {"role": "system", "content": system},
             {"role": "user", "content": f"User's message:\n{last}\n\nInstruction for the reply: {instruction}"},
         ]
-        ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+        text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False) + prefix
+        ids = tokenizer(text, return_tensors="pt", add_special_tokens=False)
         torch.manual_seed(seed)
         with torch.inference_mode():
             out = model.generate(**ids, max_new_tokens=max_new_tokens, do_sample=True, temperature=temperature,
                                  top_p=0.95, pad_token_id=tokenizer.pad_token_id)  # fmt: skip
-        return tokenizer.decode(out[0, ids["input_ids"].shape[1] :], skip_special_tokens=True).strip()
+        return (prefix + tokenizer.decode(out[0, ids["input_ids"].shape[1] :], skip_special_tokens=True)).strip()
 
     return generate
 
@@ -116,8 +126,9 @@ def synthesize(
                 continue
             key = f"{item.response_type}/{label}"
             for attempt in range(k):
-                instruction = rng.choice(instructions[item.response_type][label])
-                text = generate(instructions["system"], item.conversation, instruction, rng.randrange(2**31))
+                variant = rng.choice(instructions[item.response_type][label])
+                instruction, prefix = variant["instruction"], variant.get("prefix", "")
+                text = generate(instructions["system"], item.conversation, instruction, prefix, rng.randrange(2**31))
                 attempts[key] += 1
                 if not text:
                     frej.write(json.dumps({"prompt_id": pid, "completion_label": label, "reason": "empty"}) + "\n")
