@@ -188,7 +188,8 @@ def plot_reward_histograms(rows: Sequence[FeatureRow], policy: Policy, weights: 
             ax.axvline(0, color="k", lw=0.8)
             ax.set_title(f"{rt}: {title}", fontsize=9)
             ax.set_xlabel("reward − mean reward of the prompt's ideal completions", fontsize=8)
-        row_ax[0].legend(fontsize=7)
+        if row_ax[0].get_legend_handles_labels()[0]:
+            row_ax[0].legend(fontsize=7)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
