@@ -168,7 +168,7 @@ class Grader:
         for item, props in tqdm(list(zip(items, names, strict=True)), desc="grading", disable=not progress):
             ask = props if self._needs_questions(props) else []
             specs = [self.policy.propositions[p] for p in ask]
-            path = self._cache_path(item, ask, strategy)
+            path = self._cache_path(item, ask)
             if path is not None and path.exists():
                 out.append(_load_readout(path))
                 continue
@@ -190,7 +190,7 @@ class Grader:
         except Exception as e:
             raise GraderError(f"grader forward pass failed: {type(e).__name__}: {e}") from e
 
-    def _cache_path(self, item: GradeItem, props: Sequence[str], strategy: str) -> Path | None:
+    def _cache_path(self, item: GradeItem, props: Sequence[str]) -> Path | None:
         if self.cache is None:
             return None
         qs = [self.fmt.suffix(self.policy.propositions[p]) for p in props]

@@ -80,24 +80,19 @@ class Scorer:
     def score(
         self, items: Sequence[GradeItem], cache: FeatureCache | None = None, progress: bool = False
     ) -> list[Scored]:
-        todo = [i for i, it in enumerate(items) if cache is None or cache.get(it) is None]
+        rows: list[dict | None] = [cache.get(it) if cache is not None else None for it in items]
+        todo = [i for i, row in enumerate(rows) if row is None]
         if todo:
             sub = [items[i] for i in todo]
             probs = self.grader.grade(sub, progress=progress)
             rm = self.reward_model.score(sub)
-            for it, p, r in zip(sub, probs, rm, strict=True):
+            for i, it, p, r in zip(todo, sub, probs, rm, strict=True):
+                rows[i] = {"propositions": p, "rm": float(r)}
                 if cache is not None:
-                    cache.put(it, {"propositions": p, "rm": float(r)})
-            fresh = dict(zip(todo, zip(probs, rm, strict=True), strict=True))
-        else:
-            fresh = {}
+                    cache.put(it, rows[i])
         out = []
-        for i, it in enumerate(items):
-            if i in fresh:
-                p, r = fresh[i]
-            else:
-                row = cache.get(it)  # type: ignore[union-attr]
-                p, r = row["propositions"], row["rm"]
+        for it, row in zip(items, rows, strict=True):
+            p, r = row["propositions"], row["rm"]  # type: ignore[index]
             out.append(self._assemble(it.response_type, p, float(r)))
         return out
 
