@@ -3,6 +3,7 @@
     rbr grade [FILE|-] [--json] [--propositions a,b]     grade items (JSON lines) with the grader
     rbr eval-grader --gold FILE [--cv K] [--mode M]      measure the grader against human labels
     rbr fit-grader --gold FILE [--aug FILE] [--out F]    fit calibrators and trained heads
+    rbr serve [--config F] [--host H] [--port P]         the reward service over HTTP (default 127.0.0.1:8000)
     rbr policy [FILE]                                    validate a policy and print its version
     rbr fetch-model                                      fetch and convert the embedded grader model
 
@@ -20,6 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from pydantic import ValidationError
 
 from propositions import PolicyError, class_probabilities, load_policy, top_class
 
@@ -398,6 +400,47 @@ def cmd_policy(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from .app import create_app
+
+    settings = load_settings(
+        args.config,
+        policy_file=args.policy,
+        grader_model=args.model,
+        grader_heads=args.heads,
+        host=args.host,
+        port=args.port,
+        weights_file=args.weights,
+    )
+    failure: list[BaseException] = []
+    server: uvicorn.Server | None = None
+
+    def on_load_failure(e: BaseException) -> None:
+        failure.append(e)
+        if server is not None:
+            server.should_exit = True
+
+    app = create_app(settings, on_load_failure=on_load_failure)
+    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=args.log_level,
+                            timeout_graceful_shutdown=5)  # fmt: skip
+    server = uvicorn.Server(config)
+    logging.getLogger("rbr").setLevel(logging.INFO)
+    print(f"rbr serve: http://{settings.host}:{settings.port} (models load in the background; GET /readyz)",
+          file=sys.stderr, flush=True)  # fmt: skip
+    server.run()
+    if failure:
+        e = failure[0]
+        if isinstance(e, (InputError, PolicyError)):
+            raise e
+        if isinstance(e, RBRError):
+            raise e
+        print(f"rbr serve: loading the models failed: {type(e).__name__}: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def cmd_fetch_model(args: argparse.Namespace) -> int:
     from .models import fetch_embedded_model
 
@@ -483,6 +526,14 @@ def build_parser() -> argparse.ArgumentParser:
     common(ev)
     ev.set_defaults(func=cmd_eval_rewards)
 
+    sv = sub.add_parser("serve", help="serve rewards over HTTP (FastAPI on uvicorn)")
+    sv.add_argument("--host", help="address to bind (default 127.0.0.1; RBR_HOST)")
+    sv.add_argument("--port", type=int, help="port (default 8000; RBR_PORT)")
+    sv.add_argument("--weights", help="RBR weights JSON (default: data/weights/default.json)")
+    sv.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    common(sv)
+    sv.set_defaults(func=cmd_serve)
+
     p = sub.add_parser("policy", help="validate a policy file and print its hash")
     p.add_argument("file", nargs="?", help="policy YAML (default: the built-in policy)")
     p.set_defaults(func=cmd_policy)
@@ -501,6 +552,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.func(args)
     except (InputError, PolicyError) as e:
         print(f"rbr {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except ValidationError as e:  # settings from the file or RBR_* environment
+        problems = "; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors())
+        print(f"rbr {args.command}: error: invalid settings: {problems}", file=sys.stderr)
         return 2
     except RBRError as e:
         print(f"rbr {args.command}: {type(e).__name__}: {e}", file=sys.stderr)

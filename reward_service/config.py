@@ -27,8 +27,17 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RBR_", extra="forbid")
 
     policy_file: Path | None = Field(None, description="Policy YAML; the default policy when unset.")
-    grader_backend: Literal["transformers"] = Field("transformers", description="Grader engine.")
+    grader_backend: Literal["transformers", "vllm", "openai"] = Field(
+        "transformers",
+        description="Grader engine: transformers (in process, every mode), vllm (in process, GPU), "
+        "openai (an OpenAI-compatible /v1/completions server such as `vllm serve`).",
+    )
     grader_model: str = Field(EMBEDDED_MODEL, description="`embedded:smollm2-135m`, a local folder or a hub id.")
+    grader_url: str | None = Field(None, description="openai backend: server base URL, e.g. http://grader:8000.")
+    grader_served_name: str | None = Field(None, description="openai backend: model name on the server.")
+    grader_timeout_s: float = Field(60.0, gt=0, description="openai backend: timeout per request.")
+    grader_concurrency: int = Field(8, ge=1, le=256, description="openai backend: requests in flight at once.")
+    grader_logprobs: int = Field(20, ge=2, le=100, description="openai/vllm: top logprobs read for yes/no.")
     grader_mode: Literal["prompted", "calibrated", "heads"] | None = Field(
         None, description="How P(yes) is read; unset = heads for the embedded model, prompted otherwise."
     )
@@ -47,6 +56,20 @@ class Settings(BaseSettings):
     max_conversation_tokens: int = Field(384, ge=16, description="Conversation tokens kept (the latest).")
     max_completion_tokens: int = Field(640, ge=16, description="Completion tokens kept (the first).")
     readout_cache: bool = Field(False, description="Cache grader readouts on disk by content hash.")
+    # -- the HTTP service (`rbr serve`) --
+    host: str = Field("127.0.0.1", description="Address `rbr serve` binds to.")
+    port: int = Field(8000, ge=0, le=65535, description="Port `rbr serve` listens on (0 = any free port).")
+    api_token: str | None = Field(None, description="If set, scoring routes need `Authorization: Bearer <it>`.")
+    admin_token: str | None = Field(None, description="Bearer token of /v1/admin/*; admin routes are off unset.")
+    max_items: int = Field(256, ge=1, description="Items per request; more is HTTP 413.")
+    max_chars: int = Field(32_000, ge=1, description="Characters of prompt + completion per item; more is 413.")
+    batch_max_items: int = Field(32, ge=1, description="Dynamic batching: most items scored in one batch.")
+    batch_max_wait_ms: float = Field(
+        5.0, ge=0, description="Dynamic batching: how long a batch waits for more requests once it has one."
+    )
+    default_response_type: str | None = Field(
+        None, description="Response type of items with neither response_type nor category; unset = 422."
+    )
 
     @classmethod
     def settings_customise_sources(

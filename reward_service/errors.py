@@ -1,13 +1,17 @@
 """The service's exception tree. Third-party errors are translated into these at the boundary.
 
     RBRError
-    ├── InputError          bad input: names the field and the limit (HTTP 4xx, CLI exit 2)
+    ├── InputError          bad input: names the field and the limit (HTTP 422, CLI exit 2)
+    │   └── LimitError      too many items or too long a text (HTTP 413)
+    ├── AuthError           missing or wrong bearer token on a protected route (HTTP 401)
+    ├── NotReadyError       the service is still loading its models (HTTP 503)
     ├── ModelLoadError      a grader or reward model could not be found, fetched or loaded
     ├── GraderError         the grader failed on a batch; never replaced by a default value
     │   └── GraderTimeout   the grader did not answer in time
     ├── RewardModelError    a reward model call failed or timed out; never replaced by a default score
     ├── HeadsError          trained heads / calibrators missing or fitted for another model or prompt
-    └── WeightsMismatchError  RBR weights fitted for another policy version or other feature names
+    ├── WeightsMismatchError  RBR weights fitted for another policy version or other feature names
+    └── ServiceError        the reward service answered with an error, or could not be reached (client side)
 
 Policy files raise `propositions.PolicyError` (a ValueError), which names the file, key and problem.
 """
@@ -15,12 +19,16 @@ Policy files raise `propositions.PolicyError` (a ValueError), which names the fi
 from __future__ import annotations
 
 __all__ = [
+    "AuthError",
     "GraderError",
     "GraderTimeout",
     "HeadsError",
     "InputError",
+    "LimitError",
     "ModelLoadError",
+    "NotReadyError",
     "RBRError",
+    "ServiceError",
     "WeightsMismatchError",
 ]
 
@@ -59,3 +67,26 @@ class WeightsMismatchError(RBRError):
 
 class RewardModelError(RBRError):
     """A reward model call failed or timed out; the batch has no scores."""
+
+
+class LimitError(InputError):
+    """Input over a configured limit (items per request, characters per item)."""
+
+
+class AuthError(RBRError):
+    """A protected route was called without the right bearer token."""
+
+
+class NotReadyError(RBRError):
+    """The service has not finished loading its models."""
+
+
+class ServiceError(RBRError):
+    """Client side: the reward service failed or could not be reached after the last retry.
+
+    `status` is the HTTP status of the last answer (None if none came), `body` its parsed error.
+    """
+
+    def __init__(self, message: str, status: int | None = None, body: dict | None = None) -> None:
+        self.status, self.body = status, body
+        super().__init__(message)

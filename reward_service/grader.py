@@ -23,7 +23,7 @@ from propositions import Policy
 
 from ._engine import READOUT_VERSION, Readout, Strategy, TransformersEngine
 from ._prompt import PromptFormat
-from .errors import GraderError, HeadsError, InputError
+from .errors import GraderError, HeadsError, InputError, LimitError
 
 __all__ = ["GradeItem", "Grader", "Mode", "MODES", "parse_item"]
 
@@ -59,37 +59,46 @@ def _messages(value: Any, field: str) -> tuple[dict[str, str], ...]:
     return tuple(out)
 
 
-def parse_item(obj: Any, policy: Policy, where: str = "item", max_chars: int | None = None) -> GradeItem:
+def parse_item(
+    obj: Any,
+    policy: Policy,
+    where: str = "item",
+    max_chars: int | None = None,
+    sep: str = ": ",
+    default_response_type: str | None = None,
+) -> GradeItem:
     """Validate one input object `{"prompt", "completion", "response_type" | "category"}`.
 
-    Raises InputError naming `where` and the field.
+    Raises InputError naming `where` and the field (joined by `sep`); LimitError past `max_chars`.
     """
     if not isinstance(obj, Mapping):
         raise InputError(where, "must be a JSON object")
     if "prompt" not in obj:
-        raise InputError(f"{where}: prompt", "missing")
+        raise InputError(f"{where}{sep}prompt", "missing")
     if "completion" not in obj:
-        raise InputError(f"{where}: completion", "missing")
-    conversation = _messages(obj["prompt"], f"{where}: prompt")
+        raise InputError(f"{where}{sep}completion", "missing")
+    conversation = _messages(obj["prompt"], f"{where}{sep}prompt")
     comp = obj["completion"]
     if isinstance(comp, list):  # [{"role": "assistant", "content": ...}] as in the gold files
         if len(comp) != 1:
-            raise InputError(f"{where}: completion", "a list must hold exactly one assistant message")
+            raise InputError(f"{where}{sep}completion", "a list must hold exactly one assistant message")
         comp = comp[0]
     if isinstance(comp, Mapping):
         comp = comp.get("content")
     if not isinstance(comp, str):
-        raise InputError(f"{where}: completion", "must be a string, a message or a one-message list")
+        raise InputError(f"{where}{sep}completion", "must be a string, a message or a one-message list")
     if max_chars is not None:
         n = len(comp) + sum(len(m["content"]) for m in conversation)
         if n > max_chars:
-            raise InputError(f"{where}: prompt+completion", f"{n} characters, over the limit of {max_chars}")
+            raise LimitError(f"{where}{sep}prompt+completion", f"{n} characters, over the limit of {max_chars}")
     rt, cat = obj.get("response_type"), obj.get("category")
+    if rt is None and cat is None and default_response_type is not None:
+        rt = default_response_type
     try:
         response_type = policy.resolve_response_type(rt, cat)
     except KeyError as e:
         field = "response_type" if rt is not None else "category" if cat is not None else "response_type"
-        raise InputError(f"{where}: {field}", e.args[0]) from None
+        raise InputError(f"{where}{sep}{field}", e.args[0]) from None
     return GradeItem(conversation, comp, response_type)
 
 
@@ -135,6 +144,14 @@ class Grader:
         engine_id = f"{settings.grader_model}|{settings.grader_dtype}"
         cache = cache_dir() / "readouts" if settings.readout_cache else None
         return cls(policy, engine, fmt, mode, heads, engine_id, cache, settings.grader_batch_size)
+
+    def with_policy(self, policy: Policy) -> Grader:
+        """The same LLM, prompt format and heads under another policy (checked: heads must know its questions)."""
+        g = Grader(policy, self.engine, self.fmt, self.mode, self.heads, self.engine_id, self.cache, self.batch_size)
+        if self.mode != "prompted":
+            names = sorted({n for rt in policy.response_types for n in policy.required_propositions(rt)})
+            self.heads.check_questions(g.question_hashes(), names, self.mode)
+        return g
 
     def question_hashes(self) -> dict[str, str]:
         """Hash of what the grader LLM is asked for each proposition (heads are fitted per question)."""

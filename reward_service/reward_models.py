@@ -152,7 +152,11 @@ class JudgeRewardModel:
             probs = self.grader.grade(items, [self.proposition])
         except Exception as e:
             raise RewardModelError(f"{self.identity} failed: {e}") from e
-        p = np.clip(np.array([d[self.proposition] for d in probs]), 1e-6, 1 - 1e-6)
+        return self.from_probabilities(probs)
+
+    def from_probabilities(self, probs: Sequence[dict[str, float]]) -> np.ndarray:
+        """The score from already graded probabilities (the scorer reuses its grader pass)."""
+        p = np.clip(np.array([d[self.proposition] for d in probs], dtype=float), 1e-6, 1 - 1e-6)
         return np.log(p / (1 - p))
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +19,7 @@ from propositions import Policy, class_probabilities, feature_vector
 
 from .grader import GradeItem, Grader
 from .linear import RBRWeights
-from .reward_models import RewardModel
+from .reward_models import JudgeRewardModel, RewardModel
 
 __all__ = ["FeatureCache", "Scored", "Scorer"]
 
@@ -78,14 +79,24 @@ class Scorer:
         return f"{self.grader.engine_id}|{self.grader.mode}|{self.policy.hash}|{self.reward_model.identity}"
 
     def score(
-        self, items: Sequence[GradeItem], cache: FeatureCache | None = None, progress: bool = False
+        self,
+        items: Sequence[GradeItem],
+        cache: FeatureCache | None = None,
+        progress: bool = False,
+        timings: dict[str, float] | None = None,
     ) -> list[Scored]:
+        """Score items; `timings` (if given) gets the seconds spent in the grader and the reward model."""
         rows: list[dict | None] = [cache.get(it) if cache is not None else None for it in items]
         todo = [i for i, row in enumerate(rows) if row is None]
         if todo:
             sub = [items[i] for i in todo]
+            t0 = time.perf_counter()
             probs = self.grader.grade(sub, progress=progress)
-            rm = self.reward_model.score(sub)
+            t1 = time.perf_counter()
+            rm = self._rm_scores(sub, probs)
+            if timings is not None:
+                timings["grader_s"] = timings.get("grader_s", 0.0) + t1 - t0
+                timings["rm_s"] = timings.get("rm_s", 0.0) + time.perf_counter() - t1
             for i, it, p, r in zip(todo, sub, probs, rm, strict=True):
                 rows[i] = {"propositions": p, "rm": float(r)}
                 if cache is not None:
@@ -95,6 +106,12 @@ class Scorer:
             p, r = row["propositions"], row["rm"]  # type: ignore[index]
             out.append(self._assemble(it.response_type, p, float(r)))
         return out
+
+    def _rm_scores(self, items: Sequence[GradeItem], probs: Sequence[dict[str, float]]) -> np.ndarray:
+        rm = self.reward_model
+        if isinstance(rm, JudgeRewardModel) and rm.grader is self.grader and all(rm.proposition in p for p in probs):
+            return rm.from_probabilities(probs)  # the grader already read it: no second forward pass
+        return rm.score(items)
 
     def _assemble(self, response_type: str, probs: dict[str, float], rm: float) -> Scored:
         classes = {k: float(v) for k, v in class_probabilities(self.policy, response_type, probs).items()}

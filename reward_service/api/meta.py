@@ -1,0 +1,58 @@
+"""GET /v1/policy, /healthz, /readyz, /metrics."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from ..schemas import PolicyInfo
+from .deps import ApiAuth, PipelineDep, ServiceDep
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["meta"])
+
+
+@router.get("/v1/policy", response_model=PolicyInfo, dependencies=[ApiAuth])
+async def policy(pipeline: PipelineDep) -> PolicyInfo:
+    p = pipeline.policy
+    rts = {
+        rt: {
+            "propositions": list(p.required_propositions(rt)),
+            "classes": list(p.response_types[rt].classes),
+            "features": list(p.feature_names(rt)),
+            "weights": dict(zip(pipeline.weights.feature_names[rt], pipeline.weights.weights[rt], strict=True)),
+        }
+        for rt in p.response_types
+    }
+    backends = {
+        "grader": f"{pipeline.grader.engine_id} ({pipeline.grader.mode})",
+        "reward_model": pipeline.reward_model.identity,
+        "weights_reward_model": pipeline.weights.reward_model,
+        "policy_file": pipeline.policy_file,
+        "weights_file": pipeline.weights_file,
+    }
+    return PolicyInfo(policy_hash=p.hash, weights_version=pipeline.weights.version, response_types=rts,
+                      backends=backends, policy=p.model_dump(mode="json"))  # fmt: skip
+
+
+@router.get("/healthz")
+async def healthz() -> dict:
+    """The process is up and answering (models may still be loading)."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+async def readyz(service: ServiceDep) -> JSONResponse:
+    """200 once the models are loaded and a pipeline is serving; 503 with the reason before that."""
+    if service.pipeline is None:
+        reason = f"loading failed: {service.load_error}" if service.load_error else "loading models"
+        return JSONResponse({"status": "not_ready", "reason": reason}, status_code=503)
+    p = service.pipeline
+    return JSONResponse({"status": "ready", "policy_hash": p.policy.hash, "weights_version": p.weights.version})
+
+
+@router.get("/metrics")
+async def metrics(service: ServiceDep) -> Response:
+    return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,79 @@
+"""POST /v1/rewards and POST /v1/grade: the native routes."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from propositions import class_probabilities, top_class
+
+from ..errors import LimitError
+from ..grader import GradeItem, parse_item
+from ..schemas import (
+    Components,
+    GradeRequest,
+    GradeResponse,
+    GradeResult,
+    RewardItem,
+    RewardsRequest,
+    RewardsResponse,
+)
+from ..service import Pipeline, RewardService
+from .deps import ApiAuth, PipelineDep, ServiceDep
+
+__all__ = ["parse_items", "router"]
+
+router = APIRouter(prefix="/v1", tags=["rewards"], dependencies=[ApiAuth])
+
+
+def parse_items(items: list[RewardItem], service: RewardService, pipeline: Pipeline) -> list[GradeItem]:
+    """Request items -> grade items, with the limits (413) and response-type resolution (422)."""
+    s = service.settings
+    if len(items) > s.max_items:
+        raise LimitError("items", f"{len(items)} items, over the limit of {s.max_items} per request")
+    return [
+        parse_item(
+            it.model_dump(exclude_none=True), pipeline.policy, f"items[{i}]", s.max_chars, ".", s.default_response_type
+        )  # fmt: skip
+        for i, it in enumerate(items)
+    ]
+
+
+@router.post("/rewards", response_model=RewardsResponse, response_model_exclude_none=True)
+async def rewards(body: RewardsRequest, service: ServiceDep, pipeline: PipelineDep) -> RewardsResponse:
+    items = parse_items(body.items, service, pipeline)
+    scored = await service.score(pipeline, items)
+    service.metrics.items.labels("rewards").inc(len(items))
+    components = None
+    if body.return_components:
+        components = [
+            Components(
+                id=it.id,
+                response_type=s.response_type,
+                rm=s.rm,
+                rbr=s.rbr or 0.0,
+                classes=s.classes,
+                propositions=s.propositions,
+            )  # fmt: skip
+            for it, s in zip(body.items, scored, strict=True)
+        ]
+    return RewardsResponse(
+        rewards=[s.reward for s in scored],
+        components=components,
+        policy_hash=pipeline.policy.hash,
+        weights_version=pipeline.weights.version,
+    )
+
+
+@router.post("/grade", response_model=GradeResponse)
+async def grade(body: GradeRequest, service: ServiceDep, pipeline: PipelineDep) -> GradeResponse:
+    items = parse_items(body.items, service, pipeline)
+    probs = await service.grade(pipeline, items, body.propositions)
+    service.metrics.items.labels("grade").inc(len(items))
+    results = []
+    for req, it, p in zip(body.items, items, probs, strict=True):
+        classes: dict[str, float] = {}
+        if all(n in p for n in pipeline.policy.required_propositions(it.response_type)):
+            classes = {k: float(v) for k, v in class_probabilities(pipeline.policy, it.response_type, p).items()}
+        results.append(GradeResult(id=req.id, response_type=it.response_type, propositions=p, classes=classes,
+                                   top_class=top_class(classes) if classes else None))  # fmt: skip
+    return GradeResponse(results=results, policy_hash=pipeline.policy.hash)

@@ -1,0 +1,150 @@
+"""The service's request and response bodies: the wire contract shared by the server and its clients.
+
+Only pydantic here (no model code), so a trainer process can import it without torch or the grader.
+
+The reward contract, as every client sees it:
+
+    reward = R_rm(prompt, completion) + w[response_type] . features(prompt, completion)
+
+one float per (prompt, completion) pair; the response type comes from the item, else from its
+category through the content policy, else from the service's configured default.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "Components",
+    "ErrorBody",
+    "ErrorDetail",
+    "GradeRequest",
+    "GradeResponse",
+    "GradeResult",
+    "Message",
+    "OpenRLHFRequest",
+    "OpenRLHFResponse",
+    "PolicyInfo",
+    "Prompt",
+    "ReloadRequest",
+    "ReloadResponse",
+    "RewardFn",
+    "RewardItem",
+    "RewardsRequest",
+    "RewardsResponse",
+]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Message(_Strict):
+    role: str
+    content: str
+
+
+#: A prompt: one user message as text, or the conversation so far as chat messages.
+Prompt = str | list[Message]
+
+#: The reward contract as a function: (prompts, completions, response types or categories) -> rewards.
+#: `response_types[i]` may be None when the service has a default response type.
+RewardFn = Callable[[Sequence[Prompt | list[dict]], Sequence[str], Sequence[str | None]], list[float]]
+
+
+class RewardItem(_Strict):
+    """One (prompt, completion) pair to score."""
+
+    id: str | None = Field(None, description="Echoed back in components; free-form.")
+    prompt: str | list[Message]
+    completion: str | Message | list[Message]
+    response_type: str | None = Field(None, description="comply, hard_refuse, safe_refuse_1, safe_refuse_2.")
+    category: str | None = Field(None, description="Content-policy category; maps to a response type.")
+
+
+class RewardsRequest(_Strict):
+    items: list[RewardItem]
+    return_components: bool = Field(False, description="Also return RM, RBR, class and proposition values.")
+
+
+class Components(BaseModel):
+    id: str | None = None
+    response_type: str
+    rm: float = Field(description="The helpful-only reward model's score R_rm.")
+    rbr: float = Field(description="w[response_type] . features.")
+    classes: dict[str, float] = Field(description="Completion class probabilities.")
+    propositions: dict[str, float] = Field(description="Proposition probabilities from the grader.")
+
+
+class RewardsResponse(BaseModel):
+    rewards: list[float]
+    components: list[Components] | None = None
+    policy_hash: str
+    weights_version: str
+
+
+class GradeRequest(_Strict):
+    items: list[RewardItem]
+    propositions: list[str] | None = Field(None, description="Grade only these; default: the response type's.")
+
+
+class GradeResult(BaseModel):
+    id: str | None = None
+    response_type: str
+    propositions: dict[str, float]
+    classes: dict[str, float]
+    top_class: str | None
+
+
+class GradeResponse(BaseModel):
+    results: list[GradeResult]
+    policy_hash: str
+
+
+class OpenRLHFRequest(BaseModel):
+    """OpenRLHF's remote reward model request (`--remote_rm_url http://host:port/get_reward`)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    query: list[str] = Field(description="Prompt + response text, as the policy's chat template rendered it.")
+    prompts: list[str] | None = Field(None, description="The prompt part of each query.")
+    labels: list[Any] | None = Field(None, description="Response type or category per query (or a dict).")
+
+
+class OpenRLHFResponse(BaseModel):
+    rewards: list[float]
+    scores: list[float]
+    extra_logs: dict[str, float]
+
+
+class PolicyInfo(BaseModel):
+    policy_hash: str
+    weights_version: str
+    response_types: dict[str, dict[str, Any]]
+    backends: dict[str, str]
+    policy: dict[str, Any]
+
+
+class ReloadRequest(_Strict):
+    policy_file: str | None = Field(None, description="Policy YAML on the server; unset = keep the current one.")
+    weights_file: str | None = Field(None, description="Weights JSON on the server; unset = keep the current one.")
+
+
+class ReloadResponse(BaseModel):
+    reloaded: bool
+    policy_hash: str
+    weights_version: str
+    previous: dict[str, str]
+
+
+class ErrorDetail(BaseModel):
+    type: str = Field(description="invalid_input, too_large, unauthorized, not_ready, backend_error, ...")
+    message: str
+    field: str | None = None
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
