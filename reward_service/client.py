@@ -224,9 +224,7 @@ class AsyncRewardClient:
             await asyncio.sleep(self._retry.delay(attempt, response))
         raise AssertionError("unreachable")
 
-    async def rewards(
-        self, items: Sequence[RewardItem | Mapping], return_components: bool = False
-    ) -> RewardsResponse:
+    async def rewards(self, items: Sequence[RewardItem | Mapping], return_components: bool = False) -> RewardsResponse:
         body = {"items": _items_json(items), "return_components": return_components}
         return RewardsResponse.model_validate(await self._request("POST", "/v1/rewards", body))
 
