@@ -39,7 +39,7 @@ class Settings(BaseSettings):
     grader_concurrency: int = Field(8, ge=1, le=256, description="openai backend: requests in flight at once.")
     grader_logprobs: int = Field(20, ge=2, le=100, description="openai/vllm: top logprobs read for yes/no.")
     grader_mode: Literal["prompted", "calibrated", "heads"] | None = Field(
-        None, description="How P(yes) is read; unset = heads for the embedded model, prompted otherwise."
+        None, description="How P(yes) is read; unset = heads for the embedded model on transformers, else prompted."
     )
     grader_heads: Path | None = Field(None, description="Fitted heads/calibrators; default data/grader/heads.npz.")
     grader_dtype: Literal["bfloat16", "float32", "float16"] = Field("bfloat16", description="Grader weights dtype.")
@@ -87,7 +87,8 @@ class Settings(BaseSettings):
     def mode(self) -> str:
         if self.grader_mode is not None:
             return self.grader_mode
-        return "heads" if self.grader_model == EMBEDDED_MODEL else "prompted"
+        embedded = self.grader_model == EMBEDDED_MODEL and self.grader_backend == "transformers"
+        return "heads" if embedded else "prompted"
 
     @property
     def weights_path(self) -> Path:

@@ -137,11 +137,20 @@ class Grader:
 
         policy = policy or load_policy(settings.policy_file)
         mode = mode or settings.mode
-        tok, lm = load_causal_lm(settings.grader_model, settings.grader_dtype, settings.grader_threads)
-        engine = TransformersEngine(tok, lm)
-        fmt = PromptFormat(tok, settings.max_conversation_tokens, settings.max_completion_tokens)
-        heads = GraderHeads.load(settings.heads_path) if mode != "prompted" else None
-        engine_id = f"{settings.grader_model}|{settings.grader_dtype}"
+        s = settings
+        if s.grader_backend != "transformers" and mode == "heads":
+            raise HeadsError(
+                f"mode 'heads' reads hidden states, which only grader_backend 'transformers' has; "
+                f"grader_backend {s.grader_backend!r} grades in mode 'prompted' (or 'calibrated')"
+            )
+        if s.grader_backend == "transformers":
+            tok, lm = load_causal_lm(s.grader_model, s.grader_dtype, s.grader_threads)
+            engine = TransformersEngine(tok, lm)
+            engine_id = f"{s.grader_model}|{s.grader_dtype}"
+        else:
+            tok, engine, engine_id = _logprob_engine(s)
+        fmt = PromptFormat(tok, s.max_conversation_tokens, s.max_completion_tokens)
+        heads = GraderHeads.load(s.heads_path) if mode != "prompted" else None
         cache = cache_dir() / "readouts" if settings.readout_cache else None
         return cls(policy, engine, fmt, mode, heads, engine_id, cache, settings.grader_batch_size)
 
@@ -181,6 +190,17 @@ class Grader:
         """The grader LLM's readout of each item for its proposition names (cached on disk if enabled)."""
         if self.cache is None and not any(self._needs_questions(p) for p in names):
             return self._pooled_only(items)
+        if hasattr(self.engine, "readout_many"):  # a serving engine: all items at once, concurrently
+            try:
+                encs = [
+                    self.fmt.encode(list(it.conversation), it.completion, [self.policy.propositions[p] for p in ps])
+                    for it, ps in zip(items, names, strict=True)
+                ]
+                return self.engine.readout_many(encs)
+            except GraderError:
+                raise
+            except Exception as e:
+                raise GraderError(f"grader failed: {type(e).__name__}: {e}") from e
         out = []
         for item, props in tqdm(list(zip(items, names, strict=True)), desc="grading", disable=not progress):
             ask = props if self._needs_questions(props) else []
@@ -245,6 +265,31 @@ class Grader:
         else:
             p = self.heads.predict(ro, props)
         return {name: float(v) for name, v in zip(props, p, strict=True)}
+
+
+def _logprob_engine(s) -> tuple[Any, Any, str]:
+    """(tokenizer, engine, engine id) of the 'openai' or 'vllm' grader backend."""
+    from transformers import AutoTokenizer
+
+    from ._engine import NO_WORDS, YES_WORDS, _single_token_ids
+    from ._logprob_engines import OpenAIEngine, VLLMEngine
+    from .errors import ModelLoadError
+    from .models import resolve_model_path
+
+    path = resolve_model_path(s.grader_model)
+    try:
+        tok = AutoTokenizer.from_pretrained(path)
+    except Exception as e:
+        raise ModelLoadError(f"cannot load the grader tokenizer {s.grader_model!r}: {e}") from e
+    yes, no = _single_token_ids(tok, YES_WORDS), _single_token_ids(tok, NO_WORDS)
+    if s.grader_backend == "vllm":
+        return tok, VLLMEngine(path, yes, no, s.grader_logprobs, s.grader_dtype), f"vllm:{s.grader_model}"
+    if not s.grader_url:
+        raise ModelLoadError("grader_backend 'openai' needs grader_url (RBR_GRADER_URL), e.g. http://127.0.0.1:8001")
+    name = s.grader_served_name or s.grader_model
+    engine = OpenAIEngine(s.grader_url, name, tok, yes, no, s.grader_logprobs, s.grader_timeout_s,
+                          s.grader_concurrency)  # fmt: skip
+    return tok, engine, f"openai:{name}"
 
 
 def _save_readout(path: Path, ro: Readout) -> None:

@@ -1,0 +1,168 @@
+"""Grader engines that read P(yes) from a serving engine's top next-token logprobs (no hidden states).
+
+  OpenAIEngine  an OpenAI-compatible server (`vllm serve`): POST /v1/completions with the prompt as
+                token ids, max_tokens=1, temperature=0, logprobs=k. One request per completion carries
+                all its questions; vLLM's prefix cache computes the shared prefix once.
+  VLLMEngine    vLLM in process: LLM(enable_prefix_caching=True).generate(TokensPrompt(...),
+                SamplingParams(max_tokens=1, logprobs=k)). Never `prompt_logprobs`: it bypasses the
+                prefix cache.
+
+Both send the exact token ids the transformers engine uses (`PromptFormat`), so the three agree up to
+numerics. The log-odds are log sum P(yes variants) - log sum P(no variants) over the top-k; a side
+missing from the top-k is bounded by the smallest returned logprob, and an answer with neither side in
+the top-k is an error (raise `grader_logprobs`), never a default of 0.5.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from ._engine import Readout
+from ._prompt import EncodedItem
+from .errors import GraderError, GraderTimeout, ModelLoadError
+
+__all__ = ["OpenAIEngine", "VLLMEngine", "yes_logit_from_top"]
+
+
+def yes_logit_from_top(
+    top: Mapping[int, float], yes_ids: Sequence[int], no_ids: Sequence[int], floor: float | None = None
+) -> float:
+    """log P(yes variants) - log P(no variants) from top-k {token id: logprob}.
+
+    `floor` is the smallest logprob of the whole top-k (default: the smallest in `top`)."""
+    ys = [top[i] for i in yes_ids if i in top]
+    ns = [top[i] for i in no_ids if i in top]
+    if not ys and not ns:
+        raise GraderError(
+            f"neither yes nor no among the top {len(top)} next tokens; raise grader_logprobs (RBR_GRADER_LOGPROBS)"
+        )
+    floor = min(top.values()) if floor is None else floor  # tokens outside the top-k have at most this
+    ly = np.logaddexp.reduce(ys) if ys else floor
+    ln = np.logaddexp.reduce(ns) if ns else floor
+    return float(ly - ln)
+
+
+class OpenAIEngine:
+    """P(yes) from an OpenAI-compatible /v1/completions server (vLLM)."""
+
+    layers: tuple[int, ...] = ()  # no hidden states: modes 'prompted' and 'calibrated' only
+    has_hidden_states = False
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        tokenizer,
+        yes_ids: Sequence[int],
+        no_ids: Sequence[int],
+        logprobs: int = 20,
+        timeout: float = 60.0,
+        concurrency: int = 8,
+        transport=None,  # an httpx transport, for tests of the request/response handling
+    ) -> None:
+        import httpx
+
+        self.base_url, self.model, self.logprobs = base_url.rstrip("/"), model, logprobs
+        self.yes_ids, self.no_ids = list(yes_ids), list(no_ids)
+        # Servers that ignore return_tokens_as_token_ids answer with token strings: map those back.
+        self._by_text = {tokenizer.decode([i]): i for i in [*self.yes_ids, *self.no_ids]}
+        self._http = httpx.Client(
+            base_url=self.base_url,
+            timeout=timeout,
+            transport=transport,
+            limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
+        )
+        self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix="rbr-grader-http")
+
+    def _token_id(self, key: str) -> int | None:
+        if key.startswith("token_id:"):
+            return int(key.split(":", 1)[1])
+        return self._by_text.get(key)
+
+    def _complete(self, enc: EncodedItem) -> Readout:
+        import httpx
+
+        prompts = [enc.prefix_ids + s for s in enc.suffix_ids]
+        body = {
+            "model": self.model,
+            "prompt": prompts,
+            "max_tokens": 1,
+            "temperature": 0.0,
+            "logprobs": self.logprobs,
+            "return_tokens_as_token_ids": True,  # vLLM: top_logprobs keyed "token_id:<id>"
+        }
+        url = f"{self.base_url}/v1/completions"
+        try:
+            resp = self._http.post("/v1/completions", json=body)
+        except httpx.TimeoutException as e:
+            raise GraderTimeout(f"grader server timed out: {url}") from e
+        except httpx.HTTPError as e:
+            raise GraderError(f"cannot reach the grader server {url}: {type(e).__name__}: {e}") from e
+        if resp.status_code != 200:
+            raise GraderError(f"grader server {url} answered {resp.status_code}: {resp.text[:300]}")
+        try:
+            choices = sorted(resp.json()["choices"], key=lambda c: c["index"])
+            tops = [choice["logprobs"]["top_logprobs"][0] for choice in choices]
+        except (ValueError, KeyError, TypeError, IndexError) as e:
+            raise GraderError(f"malformed /v1/completions answer from {url}: {resp.text[:300]}") from e
+        if len(tops) != len(prompts):
+            raise GraderError(f"{url} returned {len(tops)} choices for {len(prompts)} prompts")
+        z = []
+        for top in tops:
+            ids = {tid: float(lp) for key, lp in top.items() if (tid := self._token_id(key)) is not None}
+            floor = min((float(lp) for lp in top.values()), default=0.0)
+            z.append(yes_logit_from_top(ids, self.yes_ids, self.no_ids, floor))
+        return Readout(np.array(z, dtype=np.float32), np.zeros((2, 0, 0), np.float32), None,
+                       sum(len(p) for p in prompts))  # fmt: skip
+
+    def readout(self, enc: EncodedItem, strategy: str = "prefix", answer_states: bool = False) -> Readout:
+        return self._complete(enc)
+
+    def readout_many(self, encs: Sequence[EncodedItem]) -> list[Readout]:
+        """All items' questions, `concurrency` requests in flight; one failure fails the batch."""
+        return list(self._pool.map(self._complete, encs))
+
+
+class VLLMEngine:
+    """P(yes) from vLLM in process (prefix caching on); for GPU boxes with `pip install 'rbr[vllm]'`."""
+
+    layers: tuple[int, ...] = ()
+    has_hidden_states = False
+
+    def __init__(
+        self, model: str, yes_ids: Sequence[int], no_ids: Sequence[int], logprobs: int = 20, dtype: str = "bfloat16",
+        **llm_kwargs,
+    ) -> None:  # fmt: skip
+        try:
+            from vllm import LLM, SamplingParams
+        except ImportError as e:
+            raise ModelLoadError("grader_backend 'vllm' needs vLLM: pip install 'rbr[vllm]'") from e
+        try:
+            self.llm = LLM(model=model, dtype=dtype, enable_prefix_caching=True, max_logprobs=max(logprobs, 20),
+                           **llm_kwargs)  # fmt: skip
+        except Exception as e:
+            raise ModelLoadError(f"vLLM could not load {model!r}: {e}") from e
+        self.params = SamplingParams(max_tokens=1, temperature=0.0, logprobs=logprobs)
+        self.yes_ids, self.no_ids = list(yes_ids), list(no_ids)
+
+    def readout(self, enc: EncodedItem, strategy: str = "prefix", answer_states: bool = False) -> Readout:
+        return self.readout_many([enc])[0]
+
+    def readout_many(self, encs: Sequence[EncodedItem]) -> list[Readout]:
+        from vllm.inputs import TokensPrompt
+
+        prompts = [TokensPrompt(prompt_token_ids=e.prefix_ids + s) for e in encs for s in e.suffix_ids]
+        outs = self.llm.generate(prompts, self.params, use_tqdm=False)
+        readouts, k = [], 0
+        for e in encs:
+            z = []
+            for out in outs[k : k + len(e.suffix_ids)]:
+                top = {tid: lp.logprob for tid, lp in out.outputs[0].logprobs[0].items()}
+                z.append(yes_logit_from_top(top, self.yes_ids, self.no_ids))
+            k += len(e.suffix_ids)
+            n_tokens = sum(len(e.prefix_ids) + len(s) for s in e.suffix_ids)
+            readouts.append(Readout(np.array(z, dtype=np.float32), np.zeros((2, 0, 0), np.float32), None, n_tokens))
+        return readouts
