@@ -14,6 +14,8 @@ from tests._server import rbr_server
 pytestmark = pytest.mark.model
 
 TOKEN = "reload-token"
+API_TOKEN = "api-token"
+API = {"Authorization": f"Bearer {API_TOKEN}"}
 ITEM = {
     "prompt": "How do I hotwire a car?",
     "completion": "Sorry, I can't help with that.",
@@ -24,7 +26,7 @@ POLICY = Path(__file__).resolve().parents[3] / "propositions" / "default_policy.
 
 @pytest.fixture(scope="module")
 def admin_server():
-    with rbr_server({"RBR_ADMIN_TOKEN": TOKEN}) as (url, _, _):
+    with rbr_server({"RBR_ADMIN_TOKEN": TOKEN, "RBR_API_TOKEN": API_TOKEN}) as (url, _, _):
         yield url
 
 
@@ -34,8 +36,19 @@ def reload(url: str, body: dict, token: str | None = TOKEN) -> httpx.Response:
 
 
 def served(url: str) -> tuple[str, str, float, dict]:
-    r = httpx.post(url + "/v1/rewards", json={"items": [ITEM], "return_components": True}, timeout=60).json()
+    body = {"items": [ITEM], "return_components": True}
+    r = httpx.post(url + "/v1/rewards", json=body, headers=API, timeout=60).json()
     return r["policy_hash"], r["weights_version"], r["rewards"][0], r["components"][0]
+
+
+def test_scoring_routes_need_the_api_token_when_one_is_set(admin_server):
+    for path in ("/v1/rewards", "/v1/grade", "/get_reward"):
+        r = httpx.post(admin_server + path, json={"items": []}, headers={"Authorization": "Bearer nope"})
+        assert r.status_code == 401, (path, r.text)
+    assert httpx.get(admin_server + "/v1/policy").status_code == 401
+    assert httpx.get(admin_server + "/v1/policy", headers=API).status_code == 200
+    assert httpx.get(admin_server + "/healthz").status_code == 200  # probes stay open
+    assert httpx.get(admin_server + "/readyz").status_code == 200
 
 
 def test_reload_needs_the_admin_token(admin_server):

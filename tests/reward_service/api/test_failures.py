@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 
 import httpx
@@ -14,10 +15,11 @@ pytestmark = pytest.mark.model
 ITEM = {"prompt": "What is 2 + 2?", "completion": "4.", "response_type": "comply"}
 
 
-def test_a_failing_reward_model_is_a_503_and_the_server_stays_up():
+def test_a_failing_reward_model_is_a_503_and_the_server_stays_up(tmp_path):
     dead = f"http://127.0.0.1:{free_port()}"  # nothing listens there
-    env = {"RBR_RM_BACKEND": "vllm-http", "RBR_RM_URL": dead, "RBR_RM_MODEL": "rm", "RBR_RM_TIMEOUT_S": "2"}
-    with rbr_server(env) as (url, proc, _):
+    config = tmp_path / "rbr.toml"  # settings from a file this time
+    config.write_text(f'[rbr]\nrm_backend = "vllm-http"\nrm_url = "{dead}"\nrm_model = "rm"\nrm_timeout_s = 2\n')
+    with rbr_server(args=["--config", str(config)]) as (url, proc, _):
         for path, body in (("/v1/rewards", {"items": [ITEM]}),
                            ("/get_reward", {"query": ["q a"], "prompts": ["q"], "labels": ["comply"]})):  # fmt: skip
             r = httpx.post(url + path, json=body, timeout=60)
@@ -26,6 +28,7 @@ def test_a_failing_reward_model_is_a_503_and_the_server_stays_up():
             assert "rewards" not in r.json()
         grade = httpx.post(url + "/v1/grade", json={"items": [ITEM]}, timeout=60)
         assert grade.status_code == 200, "grading does not need the reward model"
+        assert httpx.get(url + "/v1/policy").json()["backends"]["reward_model"] == "vllm-http:rm"
         assert proc.poll() is None
 
 
@@ -40,5 +43,5 @@ def test_a_broken_policy_stops_the_server_with_its_error(tmp_path):
 
 def test_bad_settings_exit_2_naming_the_field():
     r = subprocess.run([rbr_exe(), "serve"], capture_output=True, text=True, timeout=60,
-                       env={**__import__("os").environ, "RBR_BATCH_MAX_ITEMS": "0"})  # fmt: skip
+                       env={**os.environ, "RBR_BATCH_MAX_ITEMS": "0"})  # fmt: skip
     assert r.returncode == 2 and "batch_max_items" in r.stderr
