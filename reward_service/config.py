@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     grader_timeout_s: float = Field(60.0, gt=0, description="openai backend: timeout per request.")
     grader_concurrency: int = Field(8, ge=1, le=256, description="openai backend: requests in flight at once.")
     grader_logprobs: int = Field(20, ge=2, le=100, description="openai/vllm: top logprobs read for yes/no.")
+    grader_vllm_args: dict[str, Any] = Field(
+        default_factory=dict, description='vllm backend: extra vllm.LLM arguments, e.g. {"max_model_len": 4096}.'
+    )
     grader_mode: Literal["prompted", "calibrated", "heads"] | None = Field(
         None, description="How P(yes) is read; unset = heads for the embedded model on transformers, else prompted."
     )

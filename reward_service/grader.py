@@ -283,7 +283,8 @@ def _logprob_engine(s) -> tuple[Any, Any, str]:
         raise ModelLoadError(f"cannot load the grader tokenizer {s.grader_model!r}: {e}") from e
     yes, no = _single_token_ids(tok, YES_WORDS), _single_token_ids(tok, NO_WORDS)
     if s.grader_backend == "vllm":
-        return tok, VLLMEngine(path, yes, no, s.grader_logprobs, s.grader_dtype), f"vllm:{s.grader_model}"
+        engine = VLLMEngine(path, yes, no, s.grader_logprobs, s.grader_dtype, **s.grader_vllm_args)
+        return tok, engine, f"vllm:{s.grader_model}"
     if not s.grader_url:
         raise ModelLoadError("grader_backend 'openai' needs grader_url (RBR_GRADER_URL), e.g. http://127.0.0.1:8001")
     name = s.grader_served_name or s.grader_model

@@ -1,0 +1,122 @@
+"""Real vLLM (CPU) against the transformers code paths: the vllm-http RM, and the openai and vllm graders.
+
+vLLM runs from its own venv (`scripts/vllm_env.sh` makes `.venv-vllm`; scripts/test.sh does it unless
+RBR_SKIP_VLLM=1); without it these tests are skipped. Servers run in float32 so agreement is numerics only.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import textwrap
+
+import httpx
+import numpy as np
+import pytest
+
+from reward_service.config import DATA_DIR, load_settings
+from reward_service.grader import Grader, parse_item
+from reward_service.models import EMBEDDED_MODEL, resolve_model_path
+from reward_service.reward_models import HFRewardModel, VLLMHttpRewardModel
+from tests._server import rbr_server
+from tests.vllm_server import server_env, vllm_python, vllm_server
+
+pytestmark = [
+    pytest.mark.vllm,
+    pytest.mark.model,
+    pytest.mark.skipif(vllm_python() is None, reason=".venv-vllm missing: run scripts/vllm_env.sh"),
+]
+
+LINES = [x for x in (DATA_DIR / "examples" / "items.jsonl").read_text().splitlines() if x.strip()][:3]
+
+
+@pytest.fixture(scope="module")
+def items(policy):
+    return [parse_item(json.loads(x), policy) for x in LINES]
+
+
+@pytest.fixture(scope="module")
+def model_dir() -> str:
+    return resolve_model_path(EMBEDDED_MODEL)
+
+
+@pytest.fixture(scope="module")
+def rm_dir(model_dir, tmp_path_factory) -> str:
+    """A tiny reward model: the embedded LM with a seeded 1-label score head (no download)."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    out = tmp_path_factory.mktemp("rm")
+    torch.manual_seed(0)
+    rm = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=1, dtype=torch.float32)
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    rm.config.pad_token_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    rm.save_pretrained(out)
+    tok.save_pretrained(out)
+    return str(out)
+
+
+@pytest.fixture(scope="module")
+def reference(items):
+    """Transformers fp32, prompted: the numbers every serving engine must reproduce."""
+    g = Grader.from_settings(load_settings(grader_dtype="float32", grader_mode="prompted"))
+    return g.grade(items)
+
+
+def test_vllm_http_reward_model_matches_transformers(rm_dir, items):
+    local = HFRewardModel(rm_dir).score(items)
+    with vllm_server(rm_dir, "rm", ["--runner", "pooling", "--convert", "classify"]) as url:
+        remote = VLLMHttpRewardModel(url, "rm", tokenizer=rm_dir).score(items)
+    assert np.ptp(local) > 1e-3, "the check needs items that score differently"
+    np.testing.assert_allclose(remote, local, atol=1e-3)
+
+
+def test_openai_grader_backend_matches_transformers(model_dir, items, reference):
+    with vllm_server(model_dir, "grader", ["--runner", "generate"]) as url:
+        grader = Grader.from_settings(
+            load_settings(grader_backend="openai", grader_url=url, grader_served_name="grader")
+        )
+        assert grader.mode == "prompted"
+        got = grader.grade(items)
+        env = {"RBR_GRADER_BACKEND": "openai", "RBR_GRADER_URL": url, "RBR_GRADER_SERVED_NAME": "grader"}
+        with rbr_server(env) as (service, _, _):
+            body = {"items": [json.loads(x) for x in LINES]}
+            served = httpx.post(service + "/v1/grade", json=body, timeout=300).json()["results"]
+            rewards = httpx.post(service + "/v1/rewards", json=body, timeout=300)
+    assert rewards.status_code == 200 and len(rewards.json()["rewards"]) == len(LINES)
+    want = np.array([p for d in reference for p in d.values()])
+    assert want.std() > 0.01, "the check needs P(yes) values that differ"
+    for d_ref, d_got, d_srv in zip(reference, got, [r["propositions"] for r in served], strict=True):
+        assert d_got.keys() == d_ref.keys() == d_srv.keys()
+        for name in d_ref:
+            assert abs(d_got[name] - d_ref[name]) < 0.03, (name, d_got[name], d_ref[name])
+            assert d_srv[name] == pytest.approx(d_got[name], abs=1e-6)
+
+
+def test_in_process_vllm_grader_backend_matches_transformers(model_dir, reference, tmp_path):
+    script = textwrap.dedent(
+        """
+        import json, sys
+        from propositions import load_policy
+        from reward_service.config import load_settings
+        from reward_service.grader import Grader, parse_item
+
+        policy = load_policy()
+        items = [parse_item(json.loads(x), policy) for x in open(sys.argv[2]) if x.strip()]
+        settings = load_settings(grader_backend="vllm", grader_model=sys.argv[1], grader_dtype="float32",
+                                 grader_vllm_args={"enforce_eager": True, "max_model_len": 2048})
+        print("RESULT " + json.dumps(Grader.from_settings(settings).grade(items)), flush=True)
+        """
+    )
+    data = tmp_path / "items.jsonl"
+    data.write_text("\n".join(LINES) + "\n")
+    r = subprocess.run([str(vllm_python()), "-c", script, model_dir, str(data)], capture_output=True, text=True,
+                       env=server_env(), cwd=tmp_path, timeout=900)  # fmt: skip
+    lines = [x for x in r.stdout.splitlines() if x.startswith("RESULT ")]
+    assert r.returncode == 0 and lines, r.stdout[-2000:] + r.stderr[-3000:]
+    got = json.loads(lines[-1][len("RESULT ") :])
+    for d_ref, d_got in zip(reference, got, strict=True):
+        assert d_got.keys() == d_ref.keys()
+        for name in d_ref:
+            assert abs(d_got[name] - d_ref[name]) < 0.03, (name, d_got[name], d_ref[name])
+
