@@ -301,7 +301,8 @@ def cmd_features(args: argparse.Namespace) -> int:
             names = policy.feature_names(s.response_type)
             feats = {n: round(float(v), 6) for n, v in zip(names, s.features, strict=True)}
             f.write(
-                FeatureRow(r.prompt_id, s.response_type, r.completion_label, r.split, round(s.rm, 6), feats).as_json()
+                FeatureRow(r.prompt_id, s.response_type, r.completion_label, r.split, round(s.rm, 6), feats,
+                           scorer.identity).as_json()  # fmt: skip
             )
             f.write("\n")
     print(f"wrote {out}: {len(rows)} rows ({scorer.identity})", file=sys.stderr)
@@ -345,7 +346,10 @@ def cmd_fit(args: argparse.Namespace) -> int:
     scorers = sorted({r.scorer for r in rows})
     if len(scorers) > 1:
         raise InputError(args.features, f"rows were scored by different graders/RMs: {scorers}")
-    rm_identity = scorers[0].rsplit("|", 1)[-1] if scorers[0] else "unknown"
+    try:
+        rm_identity = json.loads(scorers[0])["reward_model"]
+    except (ValueError, KeyError, TypeError):
+        raise InputError(args.features, "rows do not say which RM scored them; rerun `rbr features`") from None
     weights = fit_weights(rows, policy, rm_identity, data, _margins(args.margin), args.l1, args.l2)
     report = error_rates(rows, policy, weights, "heldout")
     weights.metrics["heldout"] = report

@@ -45,7 +45,7 @@ class FeatureRow:
     split: str
     rm: float
     features: dict[str, float]
-    scorer: str = ""  # grader | mode | policy hash | RM identity that computed the row
+    scorer: str = ""  # JSON {grader, mode, policy, reward_model}: what computed the row (Scorer.identity)
 
     def as_json(self) -> str:
         return json.dumps(self.__dict__)

@@ -76,7 +76,9 @@ class Scorer:
 
     @property
     def identity(self) -> str:
-        return f"{self.grader.engine_id}|{self.grader.mode}|{self.policy.hash}|{self.reward_model.identity}"
+        """Who computes features: JSON of grader engine, mode, policy hash and RM (recorded with fitted weights)."""
+        return json.dumps({"grader": self.grader.engine_id, "mode": self.grader.mode, "policy": self.policy.hash,
+                           "reward_model": self.reward_model.identity}, sort_keys=True)  # fmt: skip
 
     def score(
         self,
@@ -109,9 +111,17 @@ class Scorer:
 
     def _rm_scores(self, items: Sequence[GradeItem], probs: Sequence[dict[str, float]]) -> np.ndarray:
         rm = self.reward_model
-        if isinstance(rm, JudgeRewardModel) and rm.grader is self.grader and all(rm.proposition in p for p in probs):
-            return rm.from_probabilities(probs)  # the grader already read it: no second forward pass
-        return rm.score(items)
+        if not (isinstance(rm, JudgeRewardModel) and rm.grader is self.grader):
+            return rm.score(items)
+        # The judge reads a proposition the grader may already have graded: reuse it, grade only the rest.
+        out = np.zeros(len(items))
+        have = [i for i, p in enumerate(probs) if rm.proposition in p]
+        todo = [i for i, p in enumerate(probs) if rm.proposition not in p]
+        if have:
+            out[have] = rm.from_probabilities([probs[i] for i in have])
+        if todo:
+            out[todo] = rm.score([items[i] for i in todo])
+        return out
 
     def _assemble(self, response_type: str, probs: dict[str, float], rm: float) -> Scored:
         classes = {k: float(v) for k, v in class_probabilities(self.policy, response_type, probs).items()}

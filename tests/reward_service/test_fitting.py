@@ -16,6 +16,9 @@ from reward_service.linear import RBRWeights
 ROOT = Path(__file__).resolve().parents[2]
 
 
+SCORER = json.dumps({"grader": "g", "mode": "heads", "policy": "p", "reward_model": "judge:x"})
+
+
 def synthetic_rows(policy, n_prompts: int = 40, seed: int = 0) -> list[FeatureRow]:
     """Per prompt, one completion per label; the RM prefers compliance everywhere (helpful-only), while
     the `class:<label>` feature is high for the completion's own label, so the rules can fix the RM."""
@@ -30,7 +33,7 @@ def synthetic_rows(policy, n_prompts: int = 40, seed: int = 0) -> list[FeatureRo
                 feats[f"class:{label}"] = float(rng.uniform(0.6, 1.0))
                 complies = label in ("disallowed_completion", "ideal" if rt == "comply" else "")
                 rm = float(rng.normal(2.0 if complies else 0.0, 0.3))
-                rows.append(FeatureRow(f"{rt}-{p}", rt, label, split, rm, feats, "test|judge:x"))
+                rows.append(FeatureRow(f"{rt}-{p}", rt, label, split, rm, feats, SCORER))
     return rows
 
 
@@ -103,6 +106,7 @@ def test_rbr_features_on_real_model(tmp_path):
     assert rows[0]["prompt_id"] == rows[1]["prompt_id"] != rows[2]["prompt_id"]
     assert rows[2]["rm"] > rows[3]["rm"]  # the judge RM prefers the recipe to the refusal
     assert "class:ideal" in rows[0]["features"] and "prop:apology" in rows[0]["features"]
+    assert json.loads(rows[0]["scorer"])["reward_model"].startswith("judge:"), "weights must learn which RM"
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps({**items[0], "completion_label": "superb"}) + "\n")
     proc = rbr("features", "--data", str(bad), "--out", str(out))
