@@ -4,11 +4,13 @@
   (b) HTTP, 1 request  the same 64 items in one POST /v1/rewards to a real `rbr serve` process
   (c) 32 clients       32 concurrent single-item POST /v1/rewards, dynamic batching on (32 items, 5 ms)
   (d) 32 clients       the same with batching off (RBR_BATCH_MAX_ITEMS=1: one request per batch)
+  (e), (f) with --vllm: (c) and (d) with the `openai` grader backend against a real vLLM server (CPU, bf16,
+                       prompted mode: one /v1/completions call per item, `grader_concurrency` in flight)
 
 Prints latency (median of --repeats) and throughput (items/s) with ratios against (a) and (d).
 Items are the project's own synthetic comparison rows (data/comparisons/synth.jsonl).
 
-    .venv/bin/python benchmarks/service.py [--repeats 2] [--json]
+    .venv/bin/python benchmarks/service.py [--repeats 2] [--vllm] [--json]
 """
 
 from __future__ import annotations
@@ -71,6 +73,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--clients", type=int, default=32)
+    ap.add_argument("--vllm", action="store_true", help="also (e)/(f): openai grader backend on a vLLM server")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     items = load_items(args.batch)
@@ -107,6 +110,24 @@ def main() -> None:
         rows.append({"setting": f"(d) HTTP, {len(singles)} clients x 1 item, batching off", "latency_s": t,
                      "items_per_s": len(singles) / t,
                      "requests_per_batch": (c1[1] - c0[1]) / max(c1[0] - c0[0], 1)})  # fmt: skip
+
+    if args.vllm:
+        from reward_service.models import EMBEDDED_MODEL, resolve_model_path
+        from tests.vllm_server import vllm_server
+
+        with vllm_server(resolve_model_path(EMBEDDED_MODEL), "grader", ["--runner", "generate", "--dtype",
+                                                                         "bfloat16"]) as grader_url:  # fmt: skip
+            for label, max_items in (("on", "32"), ("off", "1")):
+                env = {"RBR_GRADER_BACKEND": "openai", "RBR_GRADER_URL": grader_url,
+                       "RBR_GRADER_SERVED_NAME": "grader", "RBR_BATCH_MAX_ITEMS": max_items}  # fmt: skip
+                with rbr_server(env) as (url, _, _):
+                    concurrent(url, singles[:2])  # warm-up
+                    c0 = batch_counts(url)
+                    t, _ = timed(lambda url=url: concurrent(url, singles), args.repeats)
+                    c1 = batch_counts(url)
+                rows.append({"setting": f"({'e' if label == 'on' else 'f'}) vLLM grader, {len(singles)} clients, "
+                             f"batching {label}", "latency_s": t, "items_per_s": len(singles) / t,
+                             "requests_per_batch": (c1[1] - c0[1]) / max(c1[0] - c0[0], 1)})  # fmt: skip
 
     a, d = rows[0]["items_per_s"], rows[3]["items_per_s"]
     for r in rows:
