@@ -4,6 +4,8 @@
     rbr eval-grader --gold FILE [--cv K] [--mode M]      measure the grader against human labels
     rbr fit-grader --gold FILE [--aug FILE] [--out F]    fit calibrators and trained heads
     rbr serve [--config F] [--host H] [--port P]         the reward service over HTTP (default 127.0.0.1:8000)
+    rbr train --config F [--resume]                      PPO against the reward service (separate process)
+    rbr eval-policy --model M [--compare M2]             Not-Unsafe / Not-Overrefuse / style of a policy
     rbr policy [FILE]                                    validate a policy and print its version
     rbr fetch-model                                      fetch and convert the embedded grader model
 
@@ -19,15 +21,20 @@ import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from pydantic import ValidationError
 
-from propositions import PolicyError, class_probabilities, load_policy, top_class
-
 from .config import DATA_DIR, Settings, load_settings
 from .errors import InputError, RBRError
-from .grader import MODES, GradeItem, Grader, iter_jsonl, parse_item
+
+if TYPE_CHECKING:
+    from .grader import GradeItem
+
+# The policy and the grader are imported inside the commands that use them: `rbr train` and
+# `rbr eval-policy` run the trainer, a separate process that knows the service only through its client.
+MODES = ("prompted", "calibrated", "heads")  # = reward_service.grader.MODES (tested)
 
 __all__ = ["main"]
 
@@ -68,6 +75,10 @@ def _split_names(value: str | None, known: Sequence[str]) -> list[str] | None:
 
 
 def cmd_grade(args: argparse.Namespace) -> int:
+    from propositions import class_probabilities, load_policy, top_class
+
+    from .grader import Grader, iter_jsonl, parse_item
+
     settings = _settings(args)
     policy = load_policy(settings.policy_file)
     lines, source = _read_lines(args.file)
@@ -91,6 +102,8 @@ def cmd_grade(args: argparse.Namespace) -> int:
 
 
 def _print_item(item: GradeItem, record: dict) -> None:
+
+
     text = item.completion.replace("\n", " ")
     print(f"# {item.response_type}: {text[:90]}{'...' if len(text) > 90 else ''}")
     for name, p in record["propositions"].items():
@@ -105,6 +118,9 @@ def _print_item(item: GradeItem, record: dict) -> None:
 
 
 def _read_gold(path: str, policy) -> tuple[list[GradeItem], list[dict[str, bool]]]:
+
+    from .grader import iter_jsonl, parse_item
+
     lines, source = _read_lines(path)
     items, labels = [], []
     for n, obj in iter_jsonl(lines, source):
@@ -123,12 +139,17 @@ def _read_gold(path: str, policy) -> tuple[list[GradeItem], list[dict[str, bool]
 
 
 def _labelled_names(policy, labels: Sequence[dict]) -> list[str]:
+
+
     seen = {k for lab in labels for k in lab}
     return [p for p in policy.propositions if p in seen]
 
 
 def cmd_eval_grader(args: argparse.Namespace) -> int:
+    from propositions import load_policy
+
     from .evaluation import LabelledRow, bow_baseline, fold_indices, score_propositions
+    from .grader import Grader
     from .heads import FeatureSpec, fit_heads
 
     settings = _settings(args).model_copy(update={"readout_cache": not args.no_cache})
@@ -201,6 +222,10 @@ def _default_spec():
 
 
 def _print_eval(result: dict, in_sample: bool) -> None:
+
+
+
+
     base = result.get("baseline", {}).get("bag_of_words", {})
     cv = f", {result['cv']}-fold CV grouped by prompt" if result["cv"] else ""
     print(f"grader mode: {result['mode']}{cv}; {result['rows']} rows")
@@ -243,6 +268,9 @@ def _print_eval(result: dict, in_sample: bool) -> None:
 
 
 def cmd_fit_grader(args: argparse.Namespace) -> int:
+    from propositions import load_policy
+
+    from .grader import Grader
     from .heads import FeatureSpec, fit_heads
 
     settings = _settings(args).model_copy(update={"readout_cache": not args.no_cache})
@@ -281,7 +309,10 @@ def cmd_fit_grader(args: argparse.Namespace) -> int:
 
 
 def cmd_features(args: argparse.Namespace) -> int:
+    from propositions import load_policy
+
     from .fitting import FeatureRow, read_comparisons
+    from .grader import Grader
     from .models import cache_dir
     from .reward_models import build_reward_model
     from .scoring import FeatureCache, Scorer
@@ -310,6 +341,9 @@ def cmd_features(args: argparse.Namespace) -> int:
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
+    from propositions import load_policy
+
+    from .grader import Grader
     from .synth import synthesize, transformers_generator
 
     settings = _settings(args)
@@ -336,6 +370,8 @@ def _margins(values: Sequence[str] | None) -> dict[str, float]:
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
+    from propositions import load_policy
+
     from .fitting import error_rates, fit_weights, plot_reward_histograms, read_features
 
     settings = _settings(args)
@@ -367,6 +403,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
 
 def cmd_eval_rewards(args: argparse.Namespace) -> int:
+    from propositions import load_policy
+
     from .fitting import error_rates, read_features
     from .linear import RBRWeights
 
@@ -395,6 +433,9 @@ def _print_error_table(report: dict) -> None:
 
 
 def cmd_policy(args: argparse.Namespace) -> int:
+    from propositions import load_policy
+
+
     policy = load_policy(args.file)
     print(f"{policy.source}: valid. name={policy.name} hash={policy.hash}")
     print(f"  {len(policy.propositions)} propositions, {len(policy.derived)} derived")
@@ -436,12 +477,58 @@ def cmd_serve(args: argparse.Namespace) -> int:
     server.run()
     if failure:
         e = failure[0]
-        if isinstance(e, (InputError, PolicyError)):
-            raise e
-        if isinstance(e, RBRError):
+        if isinstance(e, RBRError) or _is_policy_error(e):
             raise e
         print(f"rbr serve: loading the models failed: {type(e).__name__}: {e}", file=sys.stderr)
         return 1
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from rl_trainer.config import ConfigError, load_config
+
+    try:
+        cfg = load_config(args.config, service_url=args.service_url, total_steps=args.steps,
+                          output_dir=args.output_dir)  # fmt: skip
+    except ConfigError as e:
+        raise InputError(args.config or "config", str(e)) from None
+    try:
+        from rl_trainer.ppo import TrainingStopped, train
+    except ImportError as e:
+        raise InputError("rbr train", f"needs the train extra: pip install -e '.[train]' ({e})") from None
+    logging.getLogger("rbr").setLevel(logging.INFO)
+    try:
+        final = train(cfg, resume=args.resume)
+    except TrainingStopped as e:
+        print(f"rbr train: stopped: {e}", file=sys.stderr)
+        return 1
+    print(f"rbr train: done; checkpoint {final}")
+    return 0
+
+
+def cmd_eval_policy(args: argparse.Namespace) -> int:
+    from rl_trainer.config import ConfigError, load_config
+
+    try:
+        cfg = load_config(args.config, service_url=args.service_url, prompts=args.prompts, split=args.split)
+    except ConfigError as e:
+        raise InputError(args.config or "config", str(e)) from None
+    from rl_trainer.evaluate import evaluate_policy, write_report
+
+    from .errors import ServiceError
+
+    models = [args.model] + ([args.compare] if args.compare else [])
+    try:
+        reports = [evaluate_policy(m, cfg, args.max_new_tokens) for m in models]
+    except ServiceError as e:
+        print(f"rbr eval-policy: the reward service failed: {e}", file=sys.stderr)
+        return 1
+    table = write_report(reports, Path(args.out))
+    if args.json:
+        print(json.dumps([{"model": r["model"], **r["measures"]} for r in reports], indent=2))
+    else:
+        print(table)
+        print(f"wrote {Path(args.out) / 'report.json'} and {Path(args.out) / 'policy_eval.png'}")
     return 0
 
 
@@ -538,6 +625,26 @@ def build_parser() -> argparse.ArgumentParser:
     common(sv)
     sv.set_defaults(func=cmd_serve)
 
+    tr = sub.add_parser("train", help="PPO against the reward service (TRL's PPOTrainer; a separate process)")
+    tr.add_argument("--config", help="trainer config (YAML/TOML/JSON, see rl_trainer/config.py)")
+    tr.add_argument("--resume", action="store_true", help="continue from the last checkpoint in output_dir")
+    tr.add_argument("--service-url", help="reward service base URL (overrides the config)")
+    tr.add_argument("--steps", type=int, help="total PPO steps (overrides the config)")
+    tr.add_argument("--output-dir", help="run folder (overrides the config)")
+    tr.set_defaults(func=cmd_train)
+
+    ep = sub.add_parser("eval-policy", help="generate with a model/checkpoint, grade via the service, report")
+    ep.add_argument("--model", required=True, help="run checkpoint folder, model folder, hub id or embedded id")
+    ep.add_argument("--compare", help="a second model or checkpoint, reported side by side")
+    ep.add_argument("--config", help="trainer config: service_url, prompts (see rl_trainer/config.py)")
+    ep.add_argument("--prompts", help="eval prompts (default: data/seed_prompts.jsonl)")
+    ep.add_argument("--split", default="heldout", help="only prompts of this split (default heldout)")
+    ep.add_argument("--service-url", help="reward service base URL")
+    ep.add_argument("--max-new-tokens", type=int, default=96)
+    ep.add_argument("--out", default="runs/eval", help="folder for report.json and policy_eval.png")
+    ep.add_argument("--json", action="store_true", help="print the measures as JSON")
+    ep.set_defaults(func=cmd_eval_policy)
+
     p = sub.add_parser("policy", help="validate a policy file and print its hash")
     p.add_argument("file", nargs="?", help="policy YAML (default: the built-in policy)")
     p.set_defaults(func=cmd_policy)
@@ -548,23 +655,29 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+def _is_policy_error(e: BaseException) -> bool:
+    mod = sys.modules.get("propositions")  # never imported means it cannot have raised
+    return mod is not None and isinstance(e, mod.PolicyError)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     warnings.filterwarnings("ignore", category=FutureWarning)
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (InputError, PolicyError) as e:
-        print(f"rbr {args.command}: error: {e}", file=sys.stderr)
-        return 2
     except ValidationError as e:  # settings from the file or RBR_* environment
         problems = "; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors())
         print(f"rbr {args.command}: error: invalid settings: {problems}", file=sys.stderr)
         return 2
-    except RBRError as e:
-        print(f"rbr {args.command}: {type(e).__name__}: {e}", file=sys.stderr)
-        return 1
-
+    except Exception as e:
+        if isinstance(e, InputError) or _is_policy_error(e):
+            print(f"rbr {args.command}: error: {e}", file=sys.stderr)
+            return 2
+        if isinstance(e, RBRError):
+            print(f"rbr {args.command}: {type(e).__name__}: {e}", file=sys.stderr)
+            return 1
+        raise
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -11,6 +11,6 @@ fi
 # torch first and pinned: an unpinned torch pulls a multi-GB CUDA build; 2.13.0 is the CPU build here.
 echo "[setup] installing torch==2.13.0 and the project"
 .venv/bin/pip install --quiet --disable-pip-version-check "torch==2.13.0"
-.venv/bin/pip install --quiet --disable-pip-version-check -e ".[dev]"
+.venv/bin/pip install --quiet --disable-pip-version-check -e ".[dev,train]"
 echo "[setup] embedded grader model"
 .venv/bin/rbr fetch-model

@@ -94,3 +94,9 @@ def test_eval_grader_rejects_rows_without_labels(tmp_path):
     proc = rbr("eval-grader", "--gold", str(f))
     assert proc.returncode == 2
     assert "line 1: propositions: missing" in proc.stderr
+
+
+def test_cli_mode_choices_are_the_graders():
+    from reward_service import cli, grader
+
+    assert tuple(cli.MODES) == tuple(grader.MODES)

@@ -1,0 +1,374 @@
+"""PPO with rule-based rewards from the reward service: TRL's PPOTrainer, rewards from POST /v1/rewards.
+
+Read it top to bottom beside the paper:
+  1. prompts with their response types (or categories), rendered with the policy's chat template;
+  2. policy, reference and value models from one base model, with a pad token distinct from EOS;
+  3. each rollout batch: TRL samples completions; the batch is decoded and sent as ONE /v1/rewards call
+     (prompt messages, completion texts, response types); the returned rewards are PPO's scores, to
+     which TRL adds the per-token KL penalty to the reference;
+  4. per step: metrics to CSV and TensorBoard; a checkpoint every `save_every` steps; `--resume`.
+
+The trainer is its own process: it knows the service only through `reward_service.client` and the
+request/response schemas. If the service fails after the client's retries, training stops with the
+error and the last checkpoint intact; no step ever trains on a missing reward.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import shutil
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from unittest import mock
+
+import torch
+from torch import nn
+
+from reward_service.client import RewardClient, ServiceError
+from reward_service.models import resolve_model_path
+
+from .config import ConfigError, TrainConfig
+
+__all__ = ["TrainingStopped", "latest_checkpoint", "train"]
+
+log = logging.getLogger("rbr.train")
+
+
+class TrainingStopped(RuntimeError):
+    """Training stopped on an error; `checkpoint` is the last one saved (or None)."""
+
+    def __init__(self, message: str, checkpoint: Path | None) -> None:
+        self.checkpoint = checkpoint
+        super().__init__(f"{message}; last checkpoint: {checkpoint or 'none saved yet'}")
+
+
+# -- 1. prompts ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PromptRecord:
+    id: str
+    messages: tuple[tuple[str, str], ...]  # ((role, content), ...)
+    response_type: str | None
+    category: str | None
+
+
+def load_prompts(cfg: TrainConfig) -> list[PromptRecord]:
+    """Prompt rows `{id?, prompt: str | [messages], response_type? | category?, split?}`."""
+    path = Path(cfg.prompts)
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as e:
+        raise ConfigError(f"prompts: cannot read {path}: {e.strerror or e}") from None
+    out = []
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            prompt = row["prompt"]
+        except (ValueError, KeyError, TypeError):
+            raise ConfigError(f"prompts: {path} line {n}: a JSON object with a 'prompt' is expected") from None
+        if cfg.split is not None and row.get("split", cfg.split) != cfg.split:
+            continue
+        if row.get("response_type") is None and row.get("category") is None:
+            raise ConfigError(f"prompts: {path} line {n}: needs a response_type or a category")
+        msgs = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
+        out.append(PromptRecord(str(row.get("id", n)), tuple((m["role"], m["content"]) for m in msgs),
+                                row.get("response_type"), row.get("category")))  # fmt: skip
+    if not out:
+        raise ConfigError(f"prompts: no prompts in {path} (split {cfg.split!r})")
+    return out
+
+
+def tokenize_prompts(records: list[PromptRecord], tok, max_tokens: int):
+    """-> (datasets.Dataset of input_ids, {prompt token ids: record}) — TRL passes only input_ids along."""
+    from datasets import Dataset
+
+    ids, lookup = [], {}
+    for rec in records:
+        text = tok.apply_chat_template([{"role": r, "content": c} for r, c in rec.messages], tokenize=False,
+                                       add_generation_prompt=True)  # fmt: skip
+        x = tok(text, add_special_tokens=False)["input_ids"][-max_tokens:]
+        ids.append(x)
+        lookup[tuple(x)] = rec
+    return Dataset.from_dict({"input_ids": ids}), lookup
+
+
+# -- 3. rewards from the service --------------------------------------------------------------------------
+
+
+@dataclass
+class RewardBridge:
+    """Decodes a rollout batch, asks the service once, and keeps what the step log needs."""
+
+    client: RewardClient
+    tok: object
+    lookup: dict[tuple[int, ...], PromptRecord]
+    step_stats: dict = field(default_factory=dict)
+    calls: int = 0
+
+    def __call__(self, query_responses: torch.Tensor, context_length: int) -> torch.Tensor:
+        pad = self.tok.pad_token_id
+        queries = query_responses[:, :context_length]  # (B, P), left-padded
+        responses = query_responses[:, context_length:]  # (B, R), right-padded after the stop token
+        records = []
+        for q in queries.tolist():
+            key = tuple(t for t in q if t != pad)
+            if key not in self.lookup:
+                raise RuntimeError("a rollout prompt is not one of the training prompts (tokenisation drift)")
+            records.append(self.lookup[key])
+        completions = self.tok.batch_decode(responses, skip_special_tokens=True)
+        items = [{"prompt": [{"role": r, "content": c} for r, c in rec.messages], "completion": text.strip(),
+                  **({"response_type": rec.response_type} if rec.response_type else {"category": rec.category})}
+                 for rec, text in zip(records, completions, strict=True)]  # fmt: skip
+        t0 = time.perf_counter()
+        out = self.client.rewards(items, return_components=True)  # ServiceError after the client's retries
+        wait = time.perf_counter() - t0
+        self.calls += 1
+        comps = out.components or []
+        tops = Counter((c.response_type, max(c.classes, key=c.classes.__getitem__)) for c in comps)
+        per_rt = Counter(c.response_type for c in comps)
+        rewards = torch.tensor(out.rewards, dtype=torch.float32)  # (B,)
+        self.step_stats = {
+            "reward/mean": rewards.mean().item(),
+            "reward/std": rewards.std().item() if len(rewards) > 1 else 0.0,
+            "reward/rm": sum(c.rm for c in comps) / len(comps),
+            "reward/rbr": sum(c.rbr for c in comps) / len(comps),
+            "response/length": (responses != pad).sum(1).float().mean().item(),
+            "time/reward_s": wait,
+            **{f"class/{rt}/{cls}": n / per_rt[rt] for (rt, cls), n in tops.items()},
+        }
+        return rewards
+
+
+# -- 4. logging and checkpoints --------------------------------------------------------------------------
+
+
+class StepLog:
+    """One row per PPO step to metrics.csv (fixed columns) and TensorBoard (every number)."""
+
+    def __init__(self, out: Path, class_columns: list[str], resume: bool) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.columns = ["step", "reward/mean", "reward/std", "reward/rm", "reward/rbr", *class_columns,
+                        "objective/kl", "objective/entropy", "objective/scores", "objective/rlhf_reward",
+                        "loss/policy_avg", "loss/value_avg", "policy/approxkl_avg", "response/length", "lr",
+                        "time/step_s", "time/generation_s", "time/reward_s", "time/other_s",
+                        "time/reward_share"]  # fmt: skip
+        self.path = out / "metrics.csv"
+        if not (resume and self.path.exists()):
+            with self.path.open("w", newline="") as f:
+                csv.writer(f).writerow(self.columns)
+        self.tb = SummaryWriter(str(out / "tensorboard"))
+
+    def write(self, row: dict) -> None:
+        with self.path.open("a", newline="") as f:
+            csv.writer(f).writerow([row.get(c, "") for c in self.columns])
+        for k, v in row.items():
+            if k != "step" and isinstance(v, int | float) and math.isfinite(v):
+                self.tb.add_scalar(k, v, row["step"])
+        self.tb.flush()
+
+
+def plot_curves(out: Path) -> Path | None:
+    """reward_curve.png from metrics.csv: reward and its RM / RBR parts, and KL to the reference, per step."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with (out / "metrics.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        return None
+    steps = [int(r["step"]) for r in rows]
+
+    def col(name: str) -> list[float]:
+        return [float(r[name]) if r.get(name) not in (None, "") else math.nan for r in rows]
+
+    fig, (ax, kl) = plt.subplots(1, 2, figsize=(10, 3.6))
+    for name in ("reward/mean", "reward/rm", "reward/rbr"):
+        ax.plot(steps, col(name), marker=".", label=name)
+    ax.set_xlabel("PPO step")
+    ax.set_ylabel("per-batch mean")
+    ax.set_title("Reward from the RBR service")
+    ax.legend(fontsize=8)
+    kl.plot(steps, col("objective/kl"), marker=".", color="tab:red")
+    kl.set_xlabel("PPO step")
+    kl.set_title("KL to the reference policy")
+    fig.tight_layout()
+    path = out / "reward_curve.png"
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def latest_checkpoint(output_dir: str | Path) -> Path | None:
+    pointer = Path(output_dir) / "checkpoints" / "latest"
+    if not pointer.exists():
+        return None
+    d = pointer.parent / pointer.read_text().strip()
+    return d if (d / "state.json").exists() else None
+
+
+def save_checkpoint(out: Path, step: int, policy, value, tok, optimizer, cfg: TrainConfig) -> Path:
+    """Written to a temporary folder, then renamed: a checkpoint is whole or absent."""
+    root = out / "checkpoints"
+    final, tmp = root / f"step-{step:06d}", root / f".step-{step:06d}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    policy.save_pretrained(tmp / "policy")
+    tok.save_pretrained(tmp / "policy")
+    value.save_pretrained(tmp / "value")
+    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+    (tmp / "state.json").write_text(json.dumps({"step": step, "config": cfg.to_dict()}, indent=2))
+    shutil.rmtree(final, ignore_errors=True)
+    tmp.rename(final)
+    (root / "latest").write_text(final.name)
+    return final
+
+
+# -- 2. models and the loop ------------------------------------------------------------------------------
+
+
+class _ServiceRewardModel(nn.Module):
+    """Stands where TRL expects a reward model; parameter-free, never run: the service scores instead."""
+
+    base_model_prefix = "none"
+
+
+def _load_models(cfg: TrainConfig, resume_from: Path | None):
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+
+    base = resolve_model_path(cfg.model)
+    dtype = getattr(torch, cfg.dtype)
+    tok = AutoTokenizer.from_pretrained(resume_from / "policy" if resume_from else base, padding_side="left")
+    if tok.pad_token_id is None or tok.pad_token_id == tok.eos_token_id:  # PPO masks every pad id: keep EOS out
+        tok.add_special_tokens({"pad_token": "<|pad|>"})
+    policy = AutoModelForCausalLM.from_pretrained(resume_from / "policy" if resume_from else base, dtype=dtype)
+    ref = AutoModelForCausalLM.from_pretrained(base, dtype=dtype)  # the reference is always the start model
+    value = AutoModelForSequenceClassification.from_pretrained(resume_from / "value" if resume_from else base,
+                                                               num_labels=1, dtype=dtype)  # fmt: skip
+    for m in (policy, ref, value):
+        if m.get_input_embeddings().weight.shape[0] != len(tok):
+            m.resize_token_embeddings(len(tok))
+        m.config.pad_token_id = tok.pad_token_id
+    return tok, policy, ref, value
+
+
+def train(cfg: TrainConfig, resume: bool = False) -> Path:
+    """Run PPO; returns the final checkpoint. Raises TrainingStopped if the reward service fails."""
+    from trl.experimental.ppo import PPOConfig, PPOTrainer
+    from trl.experimental.ppo import ppo_trainer as trl_ppo
+    from trl.experimental.utils import first_true_indices
+
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    resume_from = latest_checkpoint(out) if resume else None
+    done = json.loads((resume_from / "state.json").read_text())["step"] if resume_from else 0
+    if resume and resume_from is None:
+        log.warning("--resume: no checkpoint in %s; starting from the beginning", out)
+    remaining = cfg.total_steps - done
+    if remaining <= 0:
+        log.warning("nothing to do: %s already has step %d of %d", out, done, cfg.total_steps)
+        return resume_from  # type: ignore[return-value]
+    (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+
+    client = RewardClient(cfg.service_url, token=cfg.service_token, timeout=cfg.reward_timeout_s,
+                          retries=cfg.reward_retries, backoff_s=cfg.reward_backoff_s)  # fmt: skip
+    try:
+        served = client.policy()  # fails fast, before minutes of model loading, if the service is down
+    except ServiceError as e:
+        raise TrainingStopped(f"the reward service at {cfg.service_url} is not answering: {e}", resume_from) from e
+    class_columns = [f"class/{rt}/{c}" for rt, spec in served.response_types.items() for c in spec["classes"]]
+
+    torch.manual_seed(cfg.seed + done)
+    tok, policy, ref, value = _load_models(cfg, resume_from)
+    dataset, lookup = tokenize_prompts(load_prompts(cfg), tok, cfg.max_prompt_tokens)
+    args = PPOConfig(
+        output_dir=str(out / "trl"),
+        per_device_train_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=1,
+        local_rollout_forward_batch_size=cfg.batch_size,  # one reward call per rollout batch
+        num_mini_batches=cfg.num_mini_batches,
+        total_episodes=remaining * cfg.batch_size,
+        num_ppo_epochs=cfg.num_ppo_epochs,
+        learning_rate=cfg.learning_rate,
+        lr_scheduler_type="constant",
+        response_length=cfg.response_length,
+        temperature=cfg.temperature,
+        kl_coef=cfg.kl_coef,
+        stop_token="eos",
+        missing_eos_penalty=cfg.missing_eos_penalty,
+        num_sample_generations=0,  # evaluation is `rbr eval-policy`
+        save_strategy="no",  # checkpoints are ours (policy, value, optimizer, step)
+        report_to=[],
+        logging_steps=1,
+        seed=cfg.seed + done,
+        use_cpu=not torch.cuda.is_available(),
+        bf16=False,
+        disable_tqdm=False,
+    )
+    reward_stub = _ServiceRewardModel()
+    bridge = RewardBridge(client, tok, lookup)
+    trainer = PPOTrainer(args=args, processing_class=tok, model=policy, ref_model=ref, reward_model=reward_stub,
+                         train_dataset=dataset, value_model=value, eval_dataset=dataset)  # fmt: skip
+    if resume_from is not None:
+        trainer.optimizer.load_state_dict(torch.load(resume_from / "optimizer.pt"))
+    steplog = StepLog(out, class_columns, resume=resume_from is not None)
+    timers = {"generation_s": 0.0, "t0": time.perf_counter()}
+    state = {"last": resume_from}
+
+    original_get_reward, original_generation = trl_ppo.get_reward, trl_ppo.batch_generation
+
+    def get_reward(model, query_responses, pad_token_id, context_length):
+        if model is not reward_stub:
+            return original_get_reward(model, query_responses, pad_token_id, context_length)
+        scores = bridge(query_responses, context_length).to(query_responses.device)  # (B,)
+        lengths = first_true_indices(query_responses[:, context_length:] == pad_token_id) - 1 + context_length
+        return None, scores, lengths
+
+    def batch_generation(*a, **kw):
+        t0 = time.perf_counter()
+        result = original_generation(*a, **kw)
+        timers["generation_s"] += time.perf_counter() - t0
+        return result
+
+    from transformers import TrainerCallback
+
+    class _Steps(TrainerCallback):
+        def on_log(self, args_, st, control, logs=None, **kw):
+            step = done + st.global_step
+            now = time.perf_counter()
+            step_s, gen_s = now - timers["t0"], timers["generation_s"]
+            reward_s = bridge.step_stats.get("time/reward_s", 0.0)
+            row = {"step": step, **(logs or {}), **bridge.step_stats, "time/step_s": step_s,
+                   "time/generation_s": gen_s, "time/other_s": step_s - gen_s - reward_s,
+                   "time/reward_share": reward_s / step_s if step_s else 0.0}  # fmt: skip
+            steplog.write(row)
+
+        def on_step_end(self, args_, st, control, **kw):
+            step = done + st.global_step
+            if step % cfg.save_every == 0 or step == cfg.total_steps:
+                unwrapped = trainer.accelerator.unwrap_model(trainer.model)
+                state["last"] = save_checkpoint(out, step, unwrapped.policy, unwrapped.value_model, tok,
+                                                trainer.optimizer, cfg)  # fmt: skip
+            timers["generation_s"], timers["t0"] = 0.0, time.perf_counter()
+
+    trainer.add_callback(_Steps())
+    try:
+        with mock.patch.object(trl_ppo, "get_reward", get_reward), \
+             mock.patch.object(trl_ppo, "batch_generation", batch_generation):  # fmt: skip
+            trainer.train()
+    except ServiceError as e:
+        raise TrainingStopped(f"the reward service failed at step {done + trainer.state.global_step + 1}: {e}",
+                              state["last"]) from e  # fmt: skip
+    finally:
+        plot_curves(out)
+    log.info("done: %d reward calls, checkpoint %s", bridge.calls, state["last"])
+    return state["last"]
