@@ -605,7 +605,9 @@ def build_parser() -> argparse.ArgumentParser:
     fi.add_argument("--report", help="folder for report.json and rewards.png")
     fi.add_argument("--margin", action="append", help="LABEL=X: margin of pairs whose worse label is LABEL (default 1)")
     fi.add_argument("--l1", type=float, default=0.0, help="L1 penalty on the weights")
-    fi.add_argument("--l2", type=float, default=0.0, help="L2 penalty on the weights (solved as a QP)")
+    fi.add_argument("--l2", type=float, default=1e-3,
+                    help="L2 penalty on the weights (a QP; default 1e-3: without it, features that separate a few "
+                    "pairs get unbounded weights)")
     common(fi)
     fi.set_defaults(func=cmd_fit)
 

@@ -110,3 +110,12 @@ def test_mismatched_weights_fail_to_load_saying_what_differs(tmp_path, policy):
     (tmp_path / "bad.json").write_text("{}")
     with pytest.raises(WeightsMismatchError, match="not a readable weights file"):
         RBRWeights.load(tmp_path / "bad.json", policy)
+
+
+def test_shipped_default_weights_are_regularised_and_bounded(policy):
+    from reward_service.config import DATA_DIR
+
+    w = RBRWeights.load(DATA_DIR / "weights" / "default.json", policy)
+    assert w.data["l2"] > 0, "the default weights must be fitted with the L2 penalty"
+    biggest = max(abs(x) for ws in w.weights.values() for x in ws)
+    assert biggest < 20, f"a weight of {biggest:.0f} turns one odd completion into an extreme reward"
