@@ -19,22 +19,21 @@ RUN pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
 FROM base AS torch-gpu
 RUN pip install torch==2.13.0
 
-FROM torch-cpu AS cpu
+FROM base AS src
 COPY pyproject.toml README.md ./
 COPY propositions propositions
 COPY reward_service reward_service
 COPY rl_trainer rl_trainer
 COPY data data
+
+FROM torch-cpu AS cpu
+COPY --from=src /app /app
 RUN pip install -e ".[train]" && rbr fetch-model
 EXPOSE 8000
 CMD ["rbr", "serve", "--host", "0.0.0.0", "--port", "8000"]
 
 FROM torch-gpu AS gpu
-COPY pyproject.toml README.md ./
-COPY propositions propositions
-COPY reward_service reward_service
-COPY rl_trainer rl_trainer
-COPY data data
+COPY --from=src /app /app
 RUN pip install -e ".[train]" && rbr fetch-model
 EXPOSE 8000
 CMD ["rbr", "serve", "--host", "0.0.0.0", "--port", "8000"]
