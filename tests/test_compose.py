@@ -131,3 +131,15 @@ def test_cpu_profile_services_run_end_to_end_by_hand(tmp_path):
     assert (tmp_path / "run" / "checkpoints" / "step-000001" / "policy" / "config.json").exists()
     rows = (tmp_path / "run" / "metrics.csv").read_text().splitlines()
     assert len(rows) == 2
+
+
+def test_build_targets_are_dockerfile_stages_and_copied_paths_exist():
+    text = (ROOT / "Dockerfile").read_text()
+    stages = set(re.findall(r"^FROM \S+ AS (\S+)$", text, re.M))
+    for name, s in SERVICES.items():
+        if "build" in s:
+            assert s["build"]["target"] in stages, f"{name}: no Dockerfile stage {s['build']['target']!r}"
+    for line in re.findall(r"^COPY (?!--from)(.+) \S+$", text, re.M):
+        for path in line.split():
+            assert (ROOT / path).exists(), f"Dockerfile copies {path}, which the repository does not have"
+    assert "torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu" in text  # no CUDA torch in cpu
