@@ -133,8 +133,8 @@ def write_report(reports: list[dict], out: Path) -> str:
     (out / "report.json").write_text(json.dumps(reports if len(reports) > 1 else reports[0], indent=2) + "\n")
     plot_comparison(reports, out / "policy_eval.png")
     names = [Path(r["model"]).name for r in reports]
-    lines = [f"{'measure':22}" + "".join(f"{n[-18:]:>20}" for n in names)]
+    lines = [f"{'measure':22}" + "".join(f"{n[-24:]:>26}" for n in names)]
     for m in (*MEASURES, "mean_reward", "n_refuse", "n_comply"):
         vals = [r["measures"][m] for r in reports]
-        lines.append(f"{m:22}" + "".join(f"{'-' if v is None else f'{v:.3f}':>20}" for v in vals))
+        lines.append(f"{m:22}" + "".join(f"{'-' if v is None else f'{v:.3f}':>26}" for v in vals))
     return "\n".join(lines)
