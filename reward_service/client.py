@@ -62,6 +62,14 @@ def _items_json(items: Sequence[RewardItem | Mapping]) -> list[dict]:
     return [it.model_dump(exclude_none=True) if isinstance(it, RewardItem) else dict(it) for it in items]
 
 
+def _rewards_body(items: Sequence[RewardItem | Mapping], return_components: bool) -> dict:
+    return {"items": _items_json(items), "return_components": return_components}
+
+
+def _grade_body(items: Sequence[RewardItem | Mapping], propositions: Sequence[str] | None) -> dict:
+    return {"items": _items_json(items), "propositions": list(propositions) if propositions else None}
+
+
 class _Retry:
     """What to retry and how long to wait; shared by both clients."""
 
@@ -146,7 +154,7 @@ class RewardClient:
         raise AssertionError("unreachable")
 
     def rewards(self, items: Sequence[RewardItem | Mapping], return_components: bool = False) -> RewardsResponse:
-        body = {"items": _items_json(items), "return_components": return_components}
+        body = _rewards_body(items, return_components)
         return RewardsResponse.model_validate(self._request("POST", "/v1/rewards", body))
 
     def score(
@@ -160,8 +168,7 @@ class RewardClient:
         return self.rewards(build_items(prompts, completions, response_types, categories)).rewards
 
     def grade(self, items: Sequence[RewardItem | Mapping], propositions: Sequence[str] | None = None) -> GradeResponse:
-        body = {"items": _items_json(items), "propositions": list(propositions) if propositions else None}
-        return GradeResponse.model_validate(self._request("POST", "/v1/grade", body))
+        return GradeResponse.model_validate(self._request("POST", "/v1/grade", _grade_body(items, propositions)))
 
     def policy(self) -> PolicyInfo:
         return PolicyInfo.model_validate(self._request("GET", "/v1/policy"))
@@ -225,7 +232,7 @@ class AsyncRewardClient:
         raise AssertionError("unreachable")
 
     async def rewards(self, items: Sequence[RewardItem | Mapping], return_components: bool = False) -> RewardsResponse:
-        body = {"items": _items_json(items), "return_components": return_components}
+        body = _rewards_body(items, return_components)
         return RewardsResponse.model_validate(await self._request("POST", "/v1/rewards", body))
 
     async def score(
@@ -240,7 +247,7 @@ class AsyncRewardClient:
     async def grade(
         self, items: Sequence[RewardItem | Mapping], propositions: Sequence[str] | None = None
     ) -> GradeResponse:
-        body = {"items": _items_json(items), "propositions": list(propositions) if propositions else None}
+        body = _grade_body(items, propositions)
         return GradeResponse.model_validate(await self._request("POST", "/v1/grade", body))
 
     async def policy(self) -> PolicyInfo:
