@@ -34,6 +34,7 @@ from .errors import (
     RewardModelError,
     WeightsMismatchError,
 )
+from .schemas import ErrorBody, ErrorDetail
 from .service import RewardService
 
 __all__ = ["STATUS", "create_app"]
@@ -63,7 +64,8 @@ def _is_type_tag(part: object) -> bool:
 
 
 def _error(status: int, kind: str, message: str, field: str | None = None, headers: dict | None = None):
-    return JSONResponse({"error": {"type": kind, "message": message, "field": field}}, status, headers=headers)
+    body = ErrorBody(error=ErrorDetail(type=kind, message=message, field=field))
+    return JSONResponse(body.model_dump(), status, headers=headers)
 
 
 def create_app(
@@ -115,9 +117,9 @@ def create_app(
         first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
         loc = [str(x) for x in first.get("loc", ()) if x != "body" and not _is_type_tag(x)]
         field = "".join(f"[{x}]" if x.isdigit() else f".{x}" for x in loc).lstrip(".") or None
-        body = {"error": {"type": "invalid_request", "message": first.get("msg", ""), "field": field},
-                "detail": [{"loc": list(e.get("loc", ())), "msg": e.get("msg")} for e in errors]}  # fmt: skip
-        return JSONResponse(body, 422)
+        body = ErrorBody(error=ErrorDetail(type="invalid_request", message=first.get("msg", ""), field=field))
+        detail = [{"loc": list(e.get("loc", ())), "msg": e.get("msg")} for e in errors]
+        return JSONResponse({**body.model_dump(), "detail": detail}, 422)
 
     @app.middleware("http")
     async def _metrics(request: Request, call_next):

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -176,7 +175,6 @@ class RewardService:
         self.metrics = Metrics()
         self.pipeline: Pipeline | None = None
         self.load_error: str | None = None
-        self.started = time.time()
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="rbr-model")  # the models are not thread-safe
         self.batcher = DynamicBatcher(
             self._run_batch, self.executor, self.metrics, settings.batch_max_items, settings.batch_max_wait_ms / 1000
