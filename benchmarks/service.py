@@ -68,6 +68,15 @@ def concurrent(url: str, items: list[dict]) -> list[float]:
     return asyncio.run(run())
 
 
+def clients_row(url: str, singles: list[dict], setting: str, repeats: int) -> dict:
+    """Concurrent single-item clients against a running server, and how many requests each batch merged."""
+    c0 = batch_counts(url)
+    t, _ = timed(lambda: concurrent(url, singles), repeats)
+    c1 = batch_counts(url)
+    return {"setting": setting, "latency_s": t, "items_per_s": len(singles) / t,
+            "requests_per_batch": (c1[1] - c0[1]) / max(c1[0] - c0[0], 1)}  # fmt: skip
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=2)
@@ -95,21 +104,12 @@ def main() -> None:
         drift = max(abs(a - b) for a, b in zip(body["rewards"], in_process, strict=True))
         rows.append({"setting": f"(b) HTTP, 1 request of {len(items)}", "latency_s": t,
                      "items_per_s": len(items) / t, "max_reward_diff_vs_a": drift})  # fmt: skip
-        c0 = batch_counts(url)
-        t, _ = timed(lambda: concurrent(url, singles), args.repeats)
-        c1 = batch_counts(url)
-        rows.append({"setting": f"(c) HTTP, {len(singles)} clients x 1 item, batching on", "latency_s": t,
-                     "items_per_s": len(singles) / t,
-                     "requests_per_batch": (c1[1] - c0[1]) / max(c1[0] - c0[0], 1)})  # fmt: skip
+        rows.append(clients_row(url, singles, f"(c) HTTP, {len(singles)} clients x 1 item, batching on", args.repeats))
 
     with rbr_server({"RBR_BATCH_MAX_ITEMS": "1"}) as (url, _, _):
         httpx.post(url + "/v1/rewards", json={"items": items[:1]}, timeout=600)  # warm-up
-        c0 = batch_counts(url)
-        t, _ = timed(lambda: concurrent(url, singles), args.repeats)
-        c1 = batch_counts(url)
-        rows.append({"setting": f"(d) HTTP, {len(singles)} clients x 1 item, batching off", "latency_s": t,
-                     "items_per_s": len(singles) / t,
-                     "requests_per_batch": (c1[1] - c0[1]) / max(c1[0] - c0[0], 1)})  # fmt: skip
+        rows.append(clients_row(url, singles, f"(d) HTTP, {len(singles)} clients x 1 item, batching off",
+                                args.repeats))  # fmt: skip
 
     if args.vllm:
         from reward_service.models import EMBEDDED_MODEL, resolve_model_path
@@ -122,12 +122,8 @@ def main() -> None:
                        "RBR_GRADER_SERVED_NAME": "grader", "RBR_BATCH_MAX_ITEMS": max_items}  # fmt: skip
                 with rbr_server(env) as (url, _, _):
                     concurrent(url, singles[:2])  # warm-up
-                    c0 = batch_counts(url)
-                    t, _ = timed(lambda url=url: concurrent(url, singles), args.repeats)
-                    c1 = batch_counts(url)
-                rows.append({"setting": f"({'e' if label == 'on' else 'f'}) vLLM grader, {len(singles)} clients, "
-                             f"batching {label}", "latency_s": t, "items_per_s": len(singles) / t,
-                             "requests_per_batch": (c1[1] - c0[1]) / max(c1[0] - c0[0], 1)})  # fmt: skip
+                    setting = f"({'e' if label == 'on' else 'f'}) vLLM grader, {len(singles)} clients, batching {label}"
+                    rows.append(clients_row(url, singles, setting, args.repeats))
 
     a, d = rows[0]["items_per_s"], rows[3]["items_per_s"]
     for r in rows:

@@ -219,7 +219,7 @@ class RewardService:
         """
         with self._reload_lock:
             old = self.ready()
-            field = "policy_file"
+            where = "policy_file"
             try:
                 if policy_file is not None:
                     if not Path(policy_file).exists():
@@ -229,7 +229,7 @@ class RewardService:
                     policy = old.policy
                 grader = old.grader.with_policy(policy)
                 rm = JudgeRewardModel(grader) if isinstance(old.reward_model, JudgeRewardModel) else old.reward_model
-                field = "weights_file"
+                where = "weights_file"
                 wpath = weights_file or old.weights_file
                 if not Path(wpath).exists():
                     raise InputError("weights_file", f"{wpath}: no such file on the server")
@@ -237,7 +237,7 @@ class RewardService:
             except InputError as e:
                 raise InputError(e.field, f"{e.problem} (rejected; the old policy keeps serving)") from None
             except (PolicyError, WeightsMismatchError, HeadsError, KeyError, OSError) as e:
-                raise InputError(field, f"{e} (rejected; the old policy keeps serving)") from None
+                raise InputError(where, f"{e} (rejected; the old policy keeps serving)") from None
             new = Pipeline(policy, Scorer(policy, grader, rm, weights), weights,
                            policy_file or old.policy_file, str(wpath))  # fmt: skip
             self.pipeline = new  # one reference assignment: requests see the old or the new pair, never a mix
