@@ -70,6 +70,8 @@ class TrainConfig:
     """Random seed."""
     save_every: int = 10
     """Checkpoint every N steps (and at the end)."""
+    keep_checkpoints: int = 2
+    """Most recent checkpoints kept on disk, older ones deleted (0: keep all). Each is ~3 GB for 135M fp32."""
     dtype: str = "float32"
     """Weights dtype of the three models (float32 on CPU; bfloat16 on a GPU)."""
 
@@ -90,6 +92,8 @@ class TrainConfig:
                 raise ConfigError(f"{name}: must be >= 1, got {getattr(self, name)}")
         if self.batch_size % self.num_mini_batches:
             raise ConfigError(f"num_mini_batches: {self.num_mini_batches} does not divide batch_size {self.batch_size}")
+        if self.keep_checkpoints < 0:
+            raise ConfigError(f"keep_checkpoints: must be >= 0, got {self.keep_checkpoints}")
         if self.reward_retries < 0:
             raise ConfigError(f"reward_retries: must be >= 0, got {self.reward_retries}")
         if self.dtype not in ("float32", "bfloat16", "float16"):

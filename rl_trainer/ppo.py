@@ -218,7 +218,9 @@ def latest_checkpoint(output_dir: str | Path) -> Path | None:
 
 
 def save_checkpoint(out: Path, step: int, policy, value, tok, optimizer, cfg: TrainConfig) -> Path:
-    """Written to a temporary folder, then renamed: a checkpoint is whole or absent."""
+    """Written to a temporary folder, then renamed: a checkpoint is whole or absent. Then only the newest
+    `cfg.keep_checkpoints` are kept (as `save_total_limit` in HF's Trainer): policy + value + AdamW state
+    is 6x the model's fp32 size."""
     root = out / "checkpoints"
     final, tmp = root / f"step-{step:06d}", root / f".step-{step:06d}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -230,6 +232,9 @@ def save_checkpoint(out: Path, step: int, policy, value, tok, optimizer, cfg: Tr
     shutil.rmtree(final, ignore_errors=True)
     tmp.rename(final)
     (root / "latest").write_text(final.name)
+    if cfg.keep_checkpoints:
+        for old in sorted(root.glob("step-*"))[: -cfg.keep_checkpoints]:
+            shutil.rmtree(old)
     return final
 
 

@@ -2,6 +2,8 @@
 # Set up, then run the linter and the whole test suite (what CI runs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Disk matters: .venv ~2 GB, .venv-vllm ~3.7 GB, the embedded model ~0.8 GB, PPO test checkpoints ~3 GB each.
+echo "[test] free disk: $(df -Ph . | awk 'NR==2 {print $4 " of " $2 " on " $6}')" >&2
 bash scripts/setup.sh
 # vLLM (CPU) in its own venv for the tests that check the vLLM code paths against a real server (~2 min once).
 if [ "${RBR_SKIP_VLLM:-0}" != "1" ]; then

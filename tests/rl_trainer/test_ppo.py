@@ -88,7 +88,7 @@ def test_two_ppo_steps_one_reward_call_per_rollout_batch(tmp_path):
 
 
 def test_service_dies_trainer_stops_with_its_checkpoint_then_resumes(tmp_path):
-    config = write_config(tmp_path, total_steps=4, save_every=1, reward_retries=1)
+    config = write_config(tmp_path, total_steps=4, save_every=1, keep_checkpoints=1, reward_retries=1)
     run = tmp_path / "run"
     with rbr_server() as (url, server, _):
         trainer = subprocess.Popen([sys.executable, "-m", "reward_service.cli", "train", "--config", str(config),
@@ -107,6 +107,7 @@ def test_service_dies_trainer_stops_with_its_checkpoint_then_resumes(tmp_path):
     done = json.loads((run / "checkpoints" / latest / "state.json").read_text())["step"]
     assert [int(x["step"]) for x in rows(run)] == list(range(1, done + 1)), "a step was logged without a reward"
     assert not list((run / "checkpoints").glob(".*.tmp")), "a half-written checkpoint was left behind"
+    assert [p.name for p in (run / "checkpoints").glob("step-*")] == [latest], "keep_checkpoints: 1 kept more"
 
     with rbr_server() as (url, _, _):  # a new service; --resume picks up from the checkpoint
         r = subprocess.run([sys.executable, "-m", "reward_service.cli", "train", "--config", str(config),
@@ -115,6 +116,7 @@ def test_service_dies_trainer_stops_with_its_checkpoint_then_resumes(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     assert [int(x["step"]) for x in rows(run)] == [1, 2, 3, 4]
     assert (run / "checkpoints" / "latest").read_text() == "step-000004"
+    assert [p.name for p in (run / "checkpoints").glob("step-*")] == ["step-000004"]
 
 
 def test_bad_config_exits_2_naming_the_field(tmp_path):
