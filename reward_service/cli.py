@@ -353,7 +353,8 @@ def cmd_synth(args: argparse.Namespace) -> int:
         lines = [ln for ln in lines if ln.strip()][: args.limit]
     grader = Grader.from_settings(settings, policy=policy)
     generate = transformers_generator(grader.engine.tok, grader.engine.model, args.max_new_tokens)
-    summary = synthesize(lines, source, Path(args.out), grader, generate, args.k, args.threshold, seed=args.seed)
+    summary = synthesize(lines, source, Path(args.out), grader, generate, args.k, args.threshold, seed=args.seed,
+                         only=args.only)  # fmt: skip
     print(summary.table())
     return 0
 
@@ -596,6 +597,8 @@ def build_parser() -> argparse.ArgumentParser:
     sy.add_argument("--limit", type=int, help="only the first N prompts")
     sy.add_argument("--max-new-tokens", type=int, default=160)
     sy.add_argument("--seed", type=int, default=0)
+    sy.add_argument("--only", action="append", metavar="RT/LABEL",
+                    help="only this response_type/label pair (repeatable), e.g. comply/minimum_acceptable_style")
     common(sy)
     sy.set_defaults(func=cmd_synth)
 

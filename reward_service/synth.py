@@ -100,8 +100,14 @@ def synthesize(
     threshold: float = 0.5,
     instructions: dict | None = None,
     seed: int = 0,
+    only: Sequence[str] | None = None,
 ) -> SynthSummary:
+    """`only`: restrict to these `response_type/label` pairs (e.g. after adding instructions for one class)."""
     policy = grader.policy
+    wanted = set(only or [])
+    known = {f"{rt}/{label}" for rt, spec in policy.response_types.items() for label in spec.ordering}
+    if wanted - known:
+        raise InputError("only", f"unknown response_type/label {sorted(wanted - known)}; known: {sorted(known)}")
     instructions = instructions or load_instructions(policy)
     prompts = []
     for n, obj in iter_jsonl(prompts_lines, source):
@@ -116,7 +122,8 @@ def synthesize(
     rejected_path = out.with_name(out.stem + ".rejected.jsonl")
     accepted, attempts = Counter(), Counter()
     jobs = [(pid, obj, item, label) for pid, obj, item in prompts
-            for label in policy.response_types[item.response_type].ordering]  # fmt: skip
+            for label in policy.response_types[item.response_type].ordering
+            if not wanted or f"{item.response_type}/{label}" in wanted]  # fmt: skip
     skipped = sum((pid, label) in done for pid, _, _, label in jobs)
     rng = random.Random(seed)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from reward_service.errors import InputError
 from reward_service.synth import load_instructions, synthesize
 
 pytestmark = pytest.mark.model
@@ -44,3 +45,13 @@ def test_synth_keeps_what_the_grader_confirms_and_records_rejections(tmp_path, d
                        instructions=instructions)  # fmt: skip
     assert again.skipped == len(kept)  # resumed: accepted pairs are not generated again
     assert len(calls) - before == 2 * (5 - len(kept))
+
+
+def test_synth_only_generates_the_named_pairs_and_rejects_unknown_ones(tmp_path, default_grader):
+    calls: list = []
+    summary = synthesize([json.dumps(PROMPT)], "seed", tmp_path / "cmp.jsonl", default_grader, scripted_writer(calls),
+                         k=1, only=["hard_refuse/ideal"])  # fmt: skip
+    assert list(summary.attempts) == ["hard_refuse/ideal"] and len(calls) == 1
+    with pytest.raises(InputError, match="comply/nope"):
+        synthesize([json.dumps(PROMPT)], "seed", tmp_path / "x.jsonl", default_grader, scripted_writer(calls),
+                   only=["comply/nope"])  # fmt: skip
