@@ -127,6 +127,11 @@ class Grader:
         self.cache = cache
         self.batch_size = batch_size
 
+    @property
+    def mode_id(self) -> str:
+        """The mode, and for fitted modes which fit: 'heads@3f2a…' (part of every feature cache key)."""
+        return self.mode if self.heads is None else f"{self.mode}@{self.heads.fingerprint}"
+
     @classmethod
     def from_settings(cls, settings, mode: Mode | None = None, policy: Policy | None = None) -> Grader:
         """Load the grader LLM, the policy and (if the mode needs them) the fitted heads."""

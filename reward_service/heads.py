@@ -96,6 +96,19 @@ class GraderHeads:
     heads: dict[str, _Head] = field(default_factory=dict)
     info: dict = field(default_factory=dict)  # fitted-on data, CV metrics: for people, not for code
 
+    @property
+    def fingerprint(self) -> str:
+        """A short hash of the fitted numbers: features computed with other heads are other features."""
+        h = hashlib.sha256(json.dumps([self.engine_id, self.prompt_version, self.layers, self.calibrators],
+                                      sort_keys=True).encode())  # fmt: skip
+        for name in sorted(self.heads):
+            head = self.heads[name]
+            h.update(name.encode())
+            for arr in (head.mean, head.scale, head.coef):
+                h.update(np.ascontiguousarray(arr, dtype=np.float32).tobytes())
+            h.update(repr(float(head.intercept)).encode())
+        return h.hexdigest()[:12]
+
     # -- use -------------------------------------------------------------------------------------------
 
     def check_compatible(self, engine_id: str, prompt_version: str, layers: Sequence[int]) -> None:

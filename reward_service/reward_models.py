@@ -145,7 +145,7 @@ class JudgeRewardModel:
         if proposition not in grader.policy.propositions:
             raise ModelLoadError(f"judge RM: the policy has no proposition {proposition!r}")
         self.grader, self.proposition = grader, proposition
-        self.identity = f"judge:{grader.engine_id}:{grader.mode}:{proposition}"
+        self.identity = f"judge:{grader.engine_id}:{grader.mode_id}:{proposition}"
 
     def score(self, items: Sequence[GradeItem]) -> np.ndarray:
         try:

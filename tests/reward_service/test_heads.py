@@ -42,6 +42,16 @@ def test_head_learns_the_signal_and_roundtrips(tmp_path):
     np.testing.assert_allclose(p, p2, atol=1e-5)
     assert again.calibrators == heads.calibrators
     assert again.heads["a"].spec == heads.heads["a"].spec
+    assert again.fingerprint == heads.fingerprint  # the same fit, saved and loaded
+
+
+def test_fingerprint_changes_with_any_fitted_number():
+    y = RNG.random(100) < 0.5
+    heads, _ = fitted(y, FeatureSpec(pooled_stats=("mean",), pooled_layers=(1,), C=1.0))
+    before = heads.fingerprint
+    heads.heads["b"].coef = heads.heads["b"].coef.copy()
+    heads.heads["b"].coef[0] += 1e-3
+    assert heads.fingerprint != before
 
 
 def test_calibrator_follows_the_log_odds():

@@ -105,5 +105,6 @@ def test_judge_prefers_an_answer_to_a_refusal(default_grader):
     answer, refusal, _ = rm.score(ITEMS)
     assert answer > refusal
     assert rm.identity.startswith("judge:embedded:smollm2-135m")
+    assert f":heads@{default_grader.heads.fingerprint}:" in rm.identity  # another fit is another RM
     with pytest.raises(ModelLoadError):
         JudgeRewardModel(default_grader, "helpfulness_score")
