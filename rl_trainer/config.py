@@ -92,10 +92,9 @@ class TrainConfig:
                 raise ConfigError(f"{name}: must be >= 1, got {getattr(self, name)}")
         if self.batch_size % self.num_mini_batches:
             raise ConfigError(f"num_mini_batches: {self.num_mini_batches} does not divide batch_size {self.batch_size}")
-        if self.keep_checkpoints < 0:
-            raise ConfigError(f"keep_checkpoints: must be >= 0, got {self.keep_checkpoints}")
-        if self.reward_retries < 0:
-            raise ConfigError(f"reward_retries: must be >= 0, got {self.reward_retries}")
+        for name in ("keep_checkpoints", "reward_retries"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name}: must be >= 0, got {getattr(self, name)}")
         if self.dtype not in ("float32", "bfloat16", "float16"):
             raise ConfigError(f"dtype: one of float32, bfloat16, float16, got {self.dtype!r}")
 
