@@ -12,7 +12,7 @@ import re
 
 from .errors import InputError
 
-__all__ = ["messages_from_template", "split_query", "strip_special"]
+__all__ = ["messages_from_template", "response_start", "split_query", "strip_special"]
 
 # Special tokens of the common chat templates; anything shaped <|...|> is treated as special too.
 _SPECIAL = re.compile(r"<\|[^|<>\n]{1,40}\|>|</?s>|<pad>|<unk>|<bos>|<eos>|<start_of_turn>|<end_of_turn>|\[/?INST\]")
@@ -45,16 +45,46 @@ def messages_from_template(prompt: str) -> list[dict[str, str]]:
     return [{"role": "user", "content": text}] if text else []
 
 
+def _squeeze(text: str) -> tuple[str, list[int]]:
+    """`text` without whitespace, and the index in `text` of each character kept."""
+    keep = [i for i, ch in enumerate(text) if not ch.isspace()]
+    return "".join(text[i] for i in keep), keep
+
+
+def response_start(query: str, prompt: str, garbled: int = 3, tail_chars: int = 16) -> int | None:
+    """Where the response begins in `query`, which is `prompt + response` as a trainer re-decoded it.
+
+    Handles what OpenRLHF really sends: the whole prompt, or only its last tokens (it left-truncates long
+    prompts before generation and decodes prompt + response ids again), with whitespace changed by the
+    re-decoding and up to `garbled` characters at the cut mangled (a token split inside a character).
+    The query, compared without whitespace, must start with a suffix of the prompt; None if it does not.
+    """
+    if query.startswith(prompt):
+        return len(prompt)
+    q, q_index = _squeeze(query)
+    p, _ = _squeeze(prompt)
+    if not p or not q:
+        return None
+    tail = p[-tail_chars:]  # the prompt's end (e.g. the assistant header) must survive any truncation
+    k = q.find(tail)
+    while k >= 0:
+        end = k + len(tail)
+        if any(p.endswith(q[skip:end]) for skip in range(min(garbled, end - len(tail)) + 1)):
+            return q_index[end - 1] + 1
+        k = q.find(tail, k + 1)
+    return None
+
+
 def split_query(query: str, prompt: str | None, index: int) -> tuple[list[dict[str, str]], str]:
-    """(prompt messages, completion text) of one OpenRLHF query."""
+    """(prompt messages, completion text) of one OpenRLHF query (`prompt` is the full, untruncated prompt)."""
     if prompt is None:
         raise InputError("prompts", "missing: the service needs each query's prompt to find the response")
-    if not query.startswith(prompt):
-        # OpenRLHF may strip padding from the left of the query; accept that, nothing else.
-        if not query.lstrip().startswith(prompt.lstrip()):
-            raise InputError(f"query[{index}]", "does not start with its prompt (query must be prompt + response)")
-        query, prompt = query.lstrip(), prompt.lstrip()
+    start = response_start(query, prompt)
+    if start is None:
+        raise InputError(
+            f"query[{index}]", "holds neither its prompt nor the end of it (query must be prompt + response)"
+        )
     messages = messages_from_template(prompt)
     if not messages:
         raise InputError(f"prompts[{index}]", "empty prompt")
-    return messages, strip_special(query[len(prompt) :])
+    return messages, strip_special(query[start:])

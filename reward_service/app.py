@@ -15,11 +15,14 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
 
 from propositions import PolicyError
 
 from .api import router
+from .api.deps import ClientGone
 from .config import Settings, load_settings
 from .errors import (
     AuthError,
@@ -30,11 +33,13 @@ from .errors import (
     LimitError,
     ModelLoadError,
     NotReadyError,
+    OverloadedError,
     RBRError,
+    RequestTimeout,
     RewardModelError,
     WeightsMismatchError,
 )
-from .schemas import ErrorBody, ErrorDetail
+from .schemas import ErrorBody, ErrorDetail, ValidationIssue
 from .service import RewardService
 
 __all__ = ["STATUS", "create_app"]
@@ -48,6 +53,8 @@ STATUS: tuple[tuple[type[Exception], int, str], ...] = (
     (PolicyError, 422, "invalid_policy"),
     (WeightsMismatchError, 422, "weights_mismatch"),
     (AuthError, 401, "unauthorized"),
+    (OverloadedError, 429, "overloaded"),
+    (RequestTimeout, 503, "request_timeout"),
     (NotReadyError, 503, "not_ready"),
     (GraderTimeout, 503, "grader_timeout"),
     (GraderError, 503, "grader_error"),
@@ -63,9 +70,32 @@ def _is_type_tag(part: object) -> bool:
     return isinstance(part, str) and (part[:1].isupper() or "[" in part or part in {"str", "int", "float", "bool"})
 
 
-def _error(status: int, kind: str, message: str, field: str | None = None, headers: dict | None = None):
-    body = ErrorBody(error=ErrorDetail(type=kind, message=message, field=field))
-    return JSONResponse(body.model_dump(), status, headers=headers)
+#: HTTP errors raised by the framework itself (unknown path, wrong method, unreadable body) -> error type.
+_HTTP_KINDS = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "too_large"}
+
+
+def _error(status: int, kind: str, message: str, field: str | None = None, headers: dict | None = None,
+           detail: list[ValidationIssue] | None = None) -> JSONResponse:  # fmt: skip
+    body = ErrorBody(error=ErrorDetail(type=kind, message=message, field=field), detail=detail)
+    return JSONResponse(body.model_dump(exclude_none=True), status, headers=headers)
+
+
+def _is_json(request: Request) -> bool:
+    ctype = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+    return ctype == "application/json" or ctype.endswith("+json")
+
+
+def _with_served_enums(schema: dict, service: RewardService) -> dict:
+    """The OpenAPI schema with the served policy's response types and categories as enums."""
+    from propositions import load_policy
+
+    pipeline = service.pipeline
+    policy = pipeline.policy if pipeline is not None else load_policy(service.settings.policy_file)
+    item = schema.get("components", {}).get("schemas", {}).get("RewardItem", {}).get("properties", {})
+    for name, values in (("response_type", list(policy.response_types)), ("category", list(policy.categories))):
+        if name in item:
+            item[name] = {**item[name], "anyOf": [{"type": "string", "enum": values}, {"type": "null"}]}
+    return schema
 
 
 def create_app(
@@ -80,6 +110,9 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         service.batcher.start()
+        if service.settings.default_response_type is None:
+            log.warning("RBR_DEFAULT_RESPONSE_TYPE is unset: OpenRLHF samples with an empty label (and items with "
+                        "neither response_type nor category) will be answered 422")  # fmt: skip
         if load and service.pipeline is None:
 
             def _load() -> None:
@@ -108,27 +141,86 @@ def create_app(
         field = exc.field if isinstance(exc, InputError) else None
         message = exc.problem if isinstance(exc, InputError) else str(exc)
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+        if isinstance(exc, OverloadedError | RequestTimeout):
+            headers = {"Retry-After": str(exc.retry_after)}
         return _error(status, kind, message, field, headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-        service.metrics.errors.labels("invalid_request").inc()
         errors = exc.errors()
+        if not _is_json(request):
+            service.metrics.errors.labels("unsupported_media_type").inc()
+            ctype = request.headers.get("content-type")
+            return _error(415, "unsupported_media_type", f"the body must be JSON (Content-Type: application/json), "
+                          f"not {ctype}", "body")  # fmt: skip
+        service.metrics.errors.labels("invalid_request").inc()
         first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
         loc = [str(x) for x in first.get("loc", ()) if x != "body" and not _is_type_tag(x)]
         field = "".join(f"[{x}]" if x.isdigit() else f".{x}" for x in loc).lstrip(".") or None
-        body = ErrorBody(error=ErrorDetail(type="invalid_request", message=first.get("msg", ""), field=field))
-        detail = [{"loc": list(e.get("loc", ())), "msg": e.get("msg")} for e in errors]
-        return JSONResponse({**body.model_dump(), "detail": detail}, 422)
+        message = first.get("msg", "")
+        if first.get("type") == "json_invalid":
+            field, message = "body", f"invalid JSON: {first.get('ctx', {}).get('error', message)}"
+        detail = [ValidationIssue(loc=list(e.get("loc", ())), msg=e.get("msg", ""), type=e.get("type", ""))
+                  for e in errors]  # fmt: skip
+        return _error(422, "invalid_request", message, field, detail=detail)
 
-    @app.middleware("http")
-    async def _metrics(request: Request, call_next):
-        t0 = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        name = getattr(route, "path", "unmatched")
-        service.metrics.requests.labels(name, str(response.status_code)).inc()
-        service.metrics.latency.labels(name).observe(time.perf_counter() - t0)
-        return response
+    @app.exception_handler(HTTPException)
+    async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        kind = _HTTP_KINDS.get(exc.status_code, "http_error")
+        service.metrics.errors.labels(kind).inc()
+        message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+        if exc.status_code == 404:
+            message = f"no route {request.url.path}; see /docs for the routes"
+        return _error(exc.status_code, kind, message, None, dict(exc.headers or {}) or None)
 
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        service.metrics.errors.labels("internal_error").inc()
+        log.exception("%s %s -> 500", request.method, request.url.path, exc_info=exc)
+        return _error(500, "internal_error", f"unexpected {type(exc).__name__}; the server log has the traceback")
+
+    @app.exception_handler(ClientGone)
+    async def _client_gone(request: Request, exc: ClientGone) -> JSONResponse:
+        return JSONResponse({}, 499)  # nobody reads it; logged as nginx's "client closed request"
+
+    def openapi() -> dict:
+        if app.openapi_schema is None or app.state.openapi_policy != _served_hash(service):
+            schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+            app.openapi_schema = _with_served_enums(schema, service)
+            app.state.openapi_policy = _served_hash(service)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    app.state.openapi_policy = None
+    app.add_middleware(_MetricsMiddleware, metrics=service.metrics)
     return app
+
+
+def _served_hash(service: RewardService) -> str | None:
+    return service.pipeline.policy.hash if service.pipeline is not None else None
+
+
+class _MetricsMiddleware:
+    """Counts requests by route and status and times them (plain ASGI: leaves disconnect detection intact)."""
+
+    def __init__(self, app, metrics) -> None:
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        t0, status = time.perf_counter(), [500]
+
+        async def send_status(message) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            route = scope.get("route")
+            name = getattr(route, "path", "unmatched")
+            self.metrics.requests.labels(name, str(status[0])).inc()
+            self.metrics.latency.labels(name).observe(time.perf_counter() - t0)

@@ -65,7 +65,16 @@ class Settings(BaseSettings):
     api_token: str | None = Field(None, description="If set, scoring routes need `Authorization: Bearer <it>`.")
     admin_token: str | None = Field(None, description="Bearer token of /v1/admin/*; admin routes are off unset.")
     max_items: int = Field(256, ge=1, description="Items per request; more is HTTP 413.")
-    max_chars: int = Field(32_000, ge=1, description="Characters of prompt + completion per item; more is 413.")
+    max_chars: int = Field(
+        32_000, ge=1, description="Characters per item (message roles and texts, completion); more is 413."
+    )
+    max_messages: int = Field(64, ge=1, description="Messages per prompt; more is 413.")
+    max_queue_items: int = Field(
+        1024, ge=1, description="Items admitted and waiting for the grader; past it requests get 429 + Retry-After."
+    )
+    request_timeout_s: float = Field(
+        300.0, gt=0, description="A request not scored within this many seconds gets 503 (its items are dropped)."
+    )
     batch_max_items: int = Field(32, ge=1, description="Dynamic batching: most items scored in one batch.")
     batch_max_wait_ms: float = Field(
         5.0, ge=0, description="Dynamic batching: how long a batch waits for more requests once it has one."

@@ -5,6 +5,8 @@
     │   └── LimitError      too many items or too long a text (HTTP 413)
     ├── AuthError           missing or wrong bearer token on a protected route (HTTP 401)
     ├── NotReadyError       the service is still loading its models (HTTP 503)
+    ├── OverloadedError     too much work is queued; come back after `retry_after` seconds (HTTP 429)
+    ├── RequestTimeout      the request was not scored within its deadline (HTTP 503)
     ├── ModelLoadError      a grader or reward model could not be found, fetched or loaded
     ├── GraderError         the grader failed on a batch; never replaced by a default value
     │   └── GraderTimeout   the grader did not answer in time
@@ -27,7 +29,9 @@ __all__ = [
     "LimitError",
     "ModelLoadError",
     "NotReadyError",
+    "OverloadedError",
     "RBRError",
+    "RequestTimeout",
     "ServiceError",
     "WeightsMismatchError",
 ]
@@ -79,6 +83,22 @@ class AuthError(RBRError):
 
 class NotReadyError(RBRError):
     """The service has not finished loading its models."""
+
+
+class OverloadedError(RBRError):
+    """The service's queue is full; `retry_after` is the estimated wait in seconds (sent as Retry-After)."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        self.retry_after = retry_after
+        super().__init__(message)
+
+
+class RequestTimeout(RBRError):
+    """A request waited longer than its deadline; its items were dropped, none was scored."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        self.retry_after = retry_after
+        super().__init__(message)
 
 
 class ServiceError(RBRError):

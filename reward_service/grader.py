@@ -44,18 +44,31 @@ class GradeItem:
         return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 
-def _messages(value: Any, field: str) -> tuple[dict[str, str], ...]:
+def _text(value: str, field: str) -> str:
+    """`value`, checked to be encodable text (a lone surrogate such as "\\ud800" would fail the tokenizer later)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:
+        bad = value[e.start : e.end].encode("unicode_escape").decode()
+        raise InputError(field, f"holds {bad} at character {e.start}: not valid Unicode (a lone surrogate)") from None
+    return value
+
+
+def _messages(value: Any, field: str, max_messages: int | None) -> tuple[dict[str, str], ...]:
     if isinstance(value, str):
         if not value.strip():
             raise InputError(field, "must not be empty")
-        return ({"role": "user", "content": value},)
+        return ({"role": "user", "content": _text(value, field)},)
     if not isinstance(value, list) or not value:
         raise InputError(field, "must be a string or a non-empty list of {role, content} messages")
+    if max_messages is not None and len(value) > max_messages:
+        raise LimitError(field, f"{len(value)} messages, over the limit of {max_messages}")
     out = []
     for i, m in enumerate(value):
         if not isinstance(m, Mapping) or not isinstance(m.get("content"), str) or not isinstance(m.get("role"), str):
             raise InputError(f"{field}[{i}]", "must be an object with string 'role' and 'content'")
-        out.append({"role": m["role"], "content": m["content"]})
+        role, content = _text(m["role"], f"{field}[{i}].role"), _text(m["content"], f"{field}[{i}].content")
+        out.append({"role": role, "content": content})
     return tuple(out)
 
 
@@ -66,10 +79,13 @@ def parse_item(
     max_chars: int | None = None,
     sep: str = ": ",
     default_response_type: str | None = None,
+    max_messages: int | None = None,
 ) -> GradeItem:
     """Validate one input object `{"prompt", "completion", "response_type" | "category"}`.
 
-    Raises InputError naming `where` and the field (joined by `sep`); LimitError past `max_chars`.
+    Raises InputError naming `where` and the field (joined by `sep`); LimitError past `max_chars` (every
+    character that reaches the grader: roles, message texts and the completion) or `max_messages`.
+    A missing response type and category mean `default_response_type`.
     """
     if not isinstance(obj, Mapping):
         raise InputError(where, "must be a JSON object")
@@ -77,7 +93,7 @@ def parse_item(
         raise InputError(f"{where}{sep}prompt", "missing")
     if "completion" not in obj:
         raise InputError(f"{where}{sep}completion", "missing")
-    conversation = _messages(obj["prompt"], f"{where}{sep}prompt")
+    conversation = _messages(obj["prompt"], f"{where}{sep}prompt", max_messages)
     comp = obj["completion"]
     if isinstance(comp, list):  # [{"role": "assistant", "content": ...}] as in the gold files
         if len(comp) != 1:
@@ -87,12 +103,19 @@ def parse_item(
         comp = comp.get("content")
     if not isinstance(comp, str):
         raise InputError(f"{where}{sep}completion", "must be a string, a message or a one-message list")
+    _text(comp, f"{where}{sep}completion")
     if max_chars is not None:
-        n = len(comp) + sum(len(m["content"]) for m in conversation)
+        n = len(comp) + sum(len(m["content"]) + len(m["role"]) for m in conversation)
         if n > max_chars:
             raise LimitError(f"{where}{sep}prompt+completion", f"{n} characters, over the limit of {max_chars}")
     rt, cat = obj.get("response_type"), obj.get("category")
-    if rt is None and cat is None and default_response_type is not None:
+    if rt is None and cat is None:
+        if default_response_type is None:
+            raise InputError(
+                f"{where}{sep}response_type",
+                "missing: give a response_type or a category, or set a default response type "
+                "(RBR_DEFAULT_RESPONSE_TYPE, e.g. comply)",
+            )
         rt = default_response_type
     try:
         response_type = policy.resolve_response_type(rt, cat)

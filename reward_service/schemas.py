@@ -24,6 +24,7 @@ __all__ = [
     "GradeRequest",
     "GradeResponse",
     "GradeResult",
+    "Health",
     "Message",
     "OpenRLHFRequest",
     "OpenRLHFResponse",
@@ -115,9 +116,14 @@ class OpenRLHFRequest(BaseModel):
 
 
 class OpenRLHFResponse(BaseModel):
+    """The shape of OpenRLHF's own `serve_rm.py`: one value per query in every list."""
+
     rewards: list[float]
-    scores: list[float]
-    extra_logs: dict[str, float]
+    scores: list[float] = Field(description="The same as rewards (OpenRLHF reads scores for its filters).")
+    extra_logs: dict[str, list[float]] = Field(
+        description="A fixed key set per served policy (rbr/rm, rbr/rbr, rbr/response_type/<rt>, "
+        "rbr/class/<rt>/<class>), one value per query; 0.0 for classes outside the query's response type."
+    )
 
 
 class PolicyInfo(BaseModel):
@@ -141,10 +147,29 @@ class ReloadResponse(BaseModel):
 
 
 class ErrorDetail(BaseModel):
-    type: str = Field(description="invalid_input, too_large, unauthorized, not_ready, backend_error, ...")
+    type: str = Field(
+        description="invalid_request, invalid_input, too_large, unsupported_media_type, unauthorized, not_found, "
+        "method_not_allowed, overloaded, request_timeout, not_ready, grader_error, reward_model_error, ..."
+    )
     message: str
-    field: str | None = None
+    field: str | None = Field(None, description="Where the problem is, e.g. items[2].prompt[0].content.")
+
+
+class ValidationIssue(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str
 
 
 class ErrorBody(BaseModel):
+    """Every error answer: `error` says what and where; `detail` lists every schema problem of a 422."""
+
     error: ErrorDetail
+    detail: list[ValidationIssue] | None = None
+
+
+class Health(BaseModel):
+    status: str = Field(description="ok (alive), ready, or not_ready.")
+    reason: str | None = None
+    policy_hash: str | None = None
+    weights_version: str | None = None

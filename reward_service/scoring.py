@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ import numpy as np
 
 from propositions import Policy, class_probabilities, feature_vector
 
+from .errors import GraderError
 from .grader import GradeItem, Grader
 from .linear import RBRWeights
 from .reward_models import JudgeRewardModel, RewardModel
@@ -106,6 +108,8 @@ class Scorer:
         out = []
         for it, row in zip(items, rows, strict=True):
             p, r = row["propositions"], row["rm"]  # type: ignore[index]
+            if not (math.isfinite(r) and all(math.isfinite(v) for v in p.values())):
+                raise GraderError(f"non-finite grader or RM output (rm={r}, propositions={p}): no reward is made up")
             out.append(self._assemble(it.response_type, p, float(r)))
         return out
 

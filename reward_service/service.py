@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import threading
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +26,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disa
 from propositions import Policy, PolicyError, load_policy
 
 from .config import Settings
-from .errors import HeadsError, InputError, NotReadyError, WeightsMismatchError
+from .errors import HeadsError, InputError, NotReadyError, OverloadedError, RequestTimeout, WeightsMismatchError
 from .grader import GradeItem, Grader
 from .linear import RBRWeights
 from .reward_models import JudgeRewardModel, RewardModel, build_reward_model
@@ -75,7 +77,11 @@ class Metrics:
         )  # fmt: skip
         self.grader_seconds = Histogram("rbr_grader_seconds", "Grader time per batch.", registry=r)
         self.rm_seconds = Histogram("rbr_rm_seconds", "Reward model time per batch.", registry=r)
-        self.queue_depth = Gauge("rbr_queue_depth", "Items waiting for a scoring batch.", registry=r)
+        self.queue_depth = Gauge("rbr_queue_depth", "Items admitted and not finished (queued or running).", registry=r)
+        self.rejected = Counter("rbr_rejected_requests", "Requests refused at admission, by reason.", ["reason"],
+                                registry=r)  # fmt: skip
+        self.dropped = Counter("rbr_dropped_items", "Admitted items never scored: caller gone or deadline passed.",
+                               ["reason"], registry=r)  # fmt: skip
         self.items = Counter("rbr_items", "Items scored or graded.", ["route"], registry=r)
         self.errors = Counter("rbr_errors", "Errors by kind.", ["kind"], registry=r)
 
@@ -85,20 +91,30 @@ class _Job:
     pipeline: Pipeline
     items: list[GradeItem]
     future: asyncio.Future
+    run: Callable[[Pipeline, list[GradeItem]], list] | None = None  # set: runs alone, never merged
 
 
 @dataclass
 class DynamicBatcher:
-    """Merges concurrent scoring requests into batches run one at a time on the model thread."""
+    """Merges concurrent scoring requests into batches run one at a time on the model thread.
+
+    Admission is bounded: past `max_queue_items` waiting or running items a request is refused with
+    `OverloadedError` (HTTP 429) and an estimated wait. A request whose caller has gone (its future was
+    cancelled: client disconnected or deadline passed) is dropped before it reaches the model. If a merged
+    batch fails, each request in it is run again alone, so one request's fault never fails another's.
+    """
 
     run: Callable[[Pipeline, list[GradeItem]], list[Scored]]
     executor: ThreadPoolExecutor
     metrics: Metrics
     max_items: int = 32
     max_wait_s: float = 0.005
+    max_queue_items: int = 1024
     _queue: asyncio.Queue | None = field(default=None, init=False)
     _held: _Job | None = field(default=None, init=False)
     _task: asyncio.Task | None = field(default=None, init=False)
+    _pending: int = field(default=0, init=False)  # items admitted and not finished
+    _item_s: float = field(default=0.2, init=False)  # running mean of model seconds per item
 
     def start(self) -> None:
         self._queue = asyncio.Queue()
@@ -112,21 +128,54 @@ class DynamicBatcher:
             except asyncio.CancelledError:
                 pass
 
-    async def submit(self, pipeline: Pipeline, items: list[GradeItem]) -> list[Scored]:
+    def retry_after(self) -> int:
+        """Seconds until the queued work is likely done (what 429 and 503 answers say in Retry-After)."""
+        return max(1, min(600, math.ceil(self._pending * self._item_s)))
+
+    async def submit(
+        self,
+        pipeline: Pipeline,
+        items: list[GradeItem],
+        timeout_s: float | None = None,
+        run: Callable[[Pipeline, list[GradeItem]], list] | None = None,
+    ) -> list:
+        """Queue `items` and wait for their results (merged with other requests unless `run` is given)."""
         if self._queue is None:
             raise NotReadyError("the batcher is not running")
+        n = len(items)
+        if self._pending and self._pending + n > self.max_queue_items:
+            self.metrics.rejected.labels("overloaded").inc()
+            raise OverloadedError(
+                f"{self._pending} items are queued and {n} more would pass the limit of {self.max_queue_items} "
+                "(RBR_MAX_QUEUE_ITEMS); retry later",
+                self.retry_after(),
+            )
         fut = asyncio.get_running_loop().create_future()
-        self.metrics.queue_depth.inc(len(items))
-        self._queue.put_nowait(_Job(pipeline, items, fut))
-        return await fut
+        self._admit(n)
+        self._queue.put_nowait(_Job(pipeline, items, fut, run))
+        try:
+            return await asyncio.wait_for(fut, timeout_s)
+        except asyncio.CancelledError:  # the client went away
+            self.metrics.dropped.labels("client_gone").inc(n)
+            raise
+        except TimeoutError:
+            self.metrics.dropped.labels("deadline").inc(n)
+            raise RequestTimeout(
+                f"not scored within {timeout_s:g} s (RBR_REQUEST_TIMEOUT_S); the service is busy, retry later",
+                self.retry_after(),
+            ) from None
+
+    def _admit(self, n: int) -> None:
+        self._pending += n
+        self.metrics.queue_depth.set(self._pending)
 
     async def _next_batch(self) -> list[_Job]:
         assert self._queue is not None
-        first = self._held or await self._queue.get()
+        first = self._held or await self._live(self._queue.get())
         self._held = None
         batch, n = [first], len(first.items)
         deadline = asyncio.get_running_loop().time() + self.max_wait_s
-        while n < self.max_items:
+        while n < self.max_items and first.run is None:
             try:
                 job = self._queue.get_nowait()
             except asyncio.QueueEmpty:
@@ -137,34 +186,63 @@ class DynamicBatcher:
                     job = await asyncio.wait_for(self._queue.get(), remaining)
                 except TimeoutError:
                     break
-            if job.pipeline is not first.pipeline or n + len(job.items) > self.max_items:
+            if job.future.done():
+                self._admit(-len(job.items))  # its caller has gone: never graded
+                continue
+            if job.run is not None or job.pipeline is not first.pipeline or n + len(job.items) > self.max_items:
                 self._held = job  # starts the next batch
                 break
             batch.append(job)
             n += len(job.items)
         return batch
 
+    async def _live(self, get: Awaitable[_Job]) -> _Job:
+        """The next job whose caller still waits (cancelled ones are dropped)."""
+        job = await get
+        while job.future.done():
+            self._admit(-len(job.items))
+            job = await self._queue.get()  # type: ignore[union-attr]
+        return job
+
     async def _loop(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             batch = await self._next_batch()
             items = [it for job in batch for it in job.items]
-            self.metrics.queue_depth.dec(len(items))
             self.metrics.batch_items.observe(len(items))
             self.metrics.batch_requests.observe(len(batch))
             try:
-                results = await loop.run_in_executor(self.executor, self.run, batch[0].pipeline, items)
-            except Exception as e:  # every request of the batch gets the error; none gets a reward
-                for job in batch:
-                    if not job.future.done():
-                        job.future.set_exception(e)
-                continue
-            start = 0
-            for job in batch:
-                part = results[start : start + len(job.items)]
-                start += len(job.items)
-                if not job.future.done():  # the client may have gone away
-                    job.future.set_result(part)
+                await self._run(batch, items)
+            finally:
+                self._admit(-len(items))
+
+    async def _run(self, batch: list[_Job], items: list[GradeItem]) -> None:
+        loop = asyncio.get_running_loop()
+        run = batch[0].run or self.run
+        t0 = time.perf_counter()
+        try:
+            results = await loop.run_in_executor(self.executor, run, batch[0].pipeline, items)
+        except Exception as e:
+            if len(batch) == 1:  # the request's own failure: it gets the error, no reward
+                _settle(batch[0].future, error=e)
+                return
+            for job in batch:  # a merged batch failed: run each request alone, so only a faulty one fails
+                if not job.future.done():
+                    await self._run([job], job.items)
+            return
+        self._item_s = 0.8 * self._item_s + 0.2 * (time.perf_counter() - t0) / max(1, len(items))
+        start = 0
+        for job in batch:
+            _settle(job.future, result=results[start : start + len(job.items)])
+            start += len(job.items)
+
+
+def _settle(future: asyncio.Future, result: list | None = None, error: BaseException | None = None) -> None:
+    if future.done():  # the caller has gone (disconnected, or past its deadline)
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
 
 
 class RewardService:
@@ -177,8 +255,9 @@ class RewardService:
         self.load_error: str | None = None
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="rbr-model")  # the models are not thread-safe
         self.batcher = DynamicBatcher(
-            self._run_batch, self.executor, self.metrics, settings.batch_max_items, settings.batch_max_wait_ms / 1000
-        )
+            self._run_batch, self.executor, self.metrics, settings.batch_max_items,
+            settings.batch_max_wait_ms / 1000, settings.max_queue_items,
+        )  # fmt: skip
         self._reload_lock = threading.Lock()
 
     # -- loading --------------------------------------------------------------------------------------
@@ -259,12 +338,15 @@ class RewardService:
     async def score(self, pipeline: Pipeline, items: list[GradeItem]) -> list[Scored]:
         if not items:
             return []
-        return await self.batcher.submit(pipeline, items)
+        return await self.batcher.submit(pipeline, items, self.settings.request_timeout_s)
 
     async def grade(
         self, pipeline: Pipeline, items: Sequence[GradeItem], propositions: Sequence[str] | None
     ) -> list[dict[str, float]]:
         if not items:
             return []
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.executor, pipeline.grader.grade, list(items), propositions)
+
+        def run(p: Pipeline, batch: list[GradeItem]) -> list[dict[str, float]]:
+            return p.grader.grade(batch, propositions)
+
+        return await self.batcher.submit(pipeline, list(items), self.settings.request_timeout_s, run)

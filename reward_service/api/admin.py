@@ -7,11 +7,13 @@ import asyncio
 from fastapi import APIRouter
 
 from ..schemas import ReloadRequest, ReloadResponse
+from ._routing import StrictJSONRoute, error_responses
 from .deps import AdminAuth, ServiceDep
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[AdminAuth])
+router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[AdminAuth], route_class=StrictJSONRoute,
+                   responses=error_responses(401, 415, 422, 503))  # fmt: skip
 
 
 @router.post("/reload", response_model=ReloadResponse)

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
-from typing import Annotated
+from collections.abc import Awaitable
+from typing import Annotated, TypeVar
 
 from fastapi import Depends, Header, Request
 
 from ..errors import AuthError
 from ..service import Pipeline, RewardService
 
-__all__ = ["AdminAuth", "ApiAuth", "PipelineDep", "ServiceDep"]
+__all__ = ["AdminAuth", "ApiAuth", "PipelineDep", "ClientGone", "ServiceDep", "while_connected"]
+
+T = TypeVar("T")
 
 
 def get_service(request: Request) -> RewardService:
@@ -47,3 +51,26 @@ def admin_auth(service: ServiceDep, authorization: Annotated[str | None, Header(
 
 ApiAuth = Depends(api_auth)
 AdminAuth = Depends(admin_auth)
+
+
+class ClientGone(Exception):
+    """The client closed the connection before its answer was ready (nothing is sent back)."""
+
+
+async def _disconnected(request: Request) -> None:
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def while_connected(request: Request, work: Awaitable[T]) -> T:
+    """Await `work`, cancelling it if the client disconnects first (its queued items are then never graded)."""
+    task = asyncio.ensure_future(work)
+    watch = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait({task, watch}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watch.cancel()
+    if not task.done():
+        task.cancel()  # the batcher drops its items unless they are already running
+        raise ClientGone()
+    return task.result()

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from ..schemas import PolicyInfo
+from ..schemas import Health, PolicyInfo
+from ._routing import StrictJSONRoute, error_responses
 from .deps import ApiAuth, PipelineDep, ServiceDep
 
 __all__ = ["router"]
 
-router = APIRouter(tags=["meta"])
+router = APIRouter(tags=["meta"], route_class=StrictJSONRoute)
 
 
-@router.get("/v1/policy", response_model=PolicyInfo, dependencies=[ApiAuth])
+@router.get("/v1/policy", response_model=PolicyInfo, dependencies=[ApiAuth], responses=error_responses(401, 503))
 async def policy(pipeline: PipelineDep) -> PolicyInfo:
     p = pipeline.policy
     rts = {
@@ -37,13 +38,13 @@ async def policy(pipeline: PipelineDep) -> PolicyInfo:
                       backends=backends, policy=p.model_dump(mode="json"))  # fmt: skip
 
 
-@router.get("/healthz")
+@router.get("/healthz", response_model=Health, response_model_exclude_none=True)
 async def healthz() -> dict:
     """The process is up and answering (models may still be loading)."""
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.get("/readyz", response_model=Health, responses={503: {"model": Health, "description": "Not ready yet."}})
 async def readyz(service: ServiceDep) -> JSONResponse:
     """200 once the models are loaded and a pipeline is serving; 503 with the reason before that."""
     if service.pipeline is None:
@@ -53,6 +54,11 @@ async def readyz(service: ServiceDep) -> JSONResponse:
     return JSONResponse({"status": "ready", "policy_hash": p.policy.hash, "weights_version": p.weights.version})
 
 
-@router.get("/metrics")
+@router.get(
+    "/metrics",
+    response_class=PlainTextResponse,
+    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "Prometheus text."}},
+)
 async def metrics(service: ServiceDep) -> Response:
+    """Prometheus metrics in the text exposition format."""
     return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,30 +1,58 @@
 """POST /get_reward: OpenRLHF's remote reward model protocol (`--remote_rm_url http://host:port/get_reward`).
 
 Request  {"query": [prompt + response text], "prompts": [prompt text], "labels": [response type | category]}
-Response {"rewards": [...], "scores": [...], "extra_logs": {name: batch mean}}
-`labels[i]` is a response type or category name, or {"response_type": ...} / {"category": ...}.
+Response {"rewards": [r_i], "scores": [r_i], "extra_logs": {name: [value_i]}}, the shape of upstream's own
+`openrlhf/cli/serve_rm.py`: one value per sample under every key, so OpenRLHF can keep each sample's logs
+and join samples into batches (v0.11 sends one sample per request, v0.9 a whole batch or an empty shard).
+
+`extra_logs` has the same keys for every request of a served policy (`extra_log_keys`):
+  rbr/rm, rbr/rbr                      the reward's two terms
+  rbr/response_type/<rt>               1.0 if the sample's response type is <rt>, else 0.0
+  rbr/class/<rt>/<class>               the class probability; 0.0 when <rt> is not the sample's response type
+`labels[i]` is a response type or category name, or {"response_type": ...} / {"category": ...}; an empty or
+missing label means the configured default response type (RBR_DEFAULT_RESPONSE_TYPE).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
+
+from propositions import Policy
 
 from .._chat import split_query
 from ..errors import InputError, LimitError
 from ..grader import parse_item
 from ..schemas import OpenRLHFRequest, OpenRLHFResponse
-from .deps import ApiAuth, PipelineDep, ServiceDep
+from ..scoring import Scored
+from ._routing import StrictJSONRoute, error_responses
+from .deps import ApiAuth, PipelineDep, ServiceDep, while_connected
 
-__all__ = ["router"]
+__all__ = ["extra_log_keys", "router"]
 
-router = APIRouter(tags=["openrlhf"], dependencies=[ApiAuth])
+router = APIRouter(tags=["openrlhf"], dependencies=[ApiAuth], route_class=StrictJSONRoute,
+                   responses=error_responses(401, 413, 415, 422, 429, 503))  # fmt: skip
 
 
-def _label_fields(label: Any, policy, where: str) -> dict[str, str]:
-    if label is None:
+def extra_log_keys(policy: Policy) -> list[str]:
+    """The fixed `extra_logs` keys of a policy, in order."""
+    keys = ["rbr/rm", "rbr/rbr"] + [f"rbr/response_type/{rt}" for rt in policy.response_types]
+    return keys + [f"rbr/class/{rt}/{c}" for rt, spec in policy.response_types.items() for c in spec.classes]
+
+
+def _extra_logs(policy: Policy, scored: list[Scored]) -> dict[str, list[float]]:
+    logs: dict[str, list[float]] = {k: [0.0] * len(scored) for k in extra_log_keys(policy)}
+    for i, x in enumerate(scored):
+        logs["rbr/rm"][i], logs["rbr/rbr"][i] = x.rm, x.rbr or 0.0
+        logs[f"rbr/response_type/{x.response_type}"][i] = 1.0
+        for c, p in x.classes.items():
+            logs[f"rbr/class/{x.response_type}/{c}"][i] = float(p)
+    return logs
+
+
+def _label_fields(label: Any, policy: Policy, where: str) -> dict[str, str]:
+    if label is None or label == "":
         return {}
     if isinstance(label, dict):
         return {k: label[k] for k in ("response_type", "category") if isinstance(label.get(k), str)}
@@ -38,7 +66,9 @@ def _label_fields(label: Any, policy, where: str) -> dict[str, str]:
 
 
 @router.post("/get_reward", response_model=OpenRLHFResponse)
-async def get_reward(body: OpenRLHFRequest, service: ServiceDep, pipeline: PipelineDep) -> OpenRLHFResponse:
+async def get_reward(
+    body: OpenRLHFRequest, request: Request, service: ServiceDep, pipeline: PipelineDep
+) -> OpenRLHFResponse:
     n, s = len(body.query), service.settings
     if n > s.max_items:
         raise LimitError("query", f"{n} queries, over the limit of {s.max_items} per request")
@@ -51,18 +81,12 @@ async def get_reward(body: OpenRLHFRequest, service: ServiceDep, pipeline: Pipel
         obj = {"prompt": messages, "completion": completion}
         obj |= _label_fields(body.labels[i] if body.labels else None, pipeline.policy, f"labels[{i}]")
         try:
-            items.append(parse_item(obj, pipeline.policy, "", s.max_chars, "", s.default_response_type))
+            items.append(parse_item(obj, pipeline.policy, "", s.max_chars, "", s.default_response_type,
+                                    s.max_messages))  # fmt: skip
         except InputError as e:  # name the request field the problem came from
             where = f"labels[{i}]" if e.field in ("response_type", "category") else f"query[{i}]"
             raise type(e)(where, e.problem) from None
-    scored = await service.score(pipeline, items)
+    scored = await while_connected(request, service.score(pipeline, items))
     service.metrics.items.labels("get_reward").inc(n)
     rewards = [x.reward for x in scored]
-    logs: dict[str, float] = {}
-    if scored:
-        logs = {"rbr/rm": float(np.mean([x.rm for x in scored])), "rbr/rbr": float(np.mean([x.rbr for x in scored]))}
-        for x in scored:
-            top = max(x.classes, key=x.classes.__getitem__)
-            key = f"rbr/class/{x.response_type}/{top}"
-            logs[key] = logs.get(key, 0.0) + 1.0 / n
-    return OpenRLHFResponse(rewards=rewards, scores=rewards, extra_logs=logs)
+    return OpenRLHFResponse(rewards=rewards, scores=rewards, extra_logs=_extra_logs(pipeline.policy, scored))

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
 from propositions import class_probabilities, top_class
 
-from ..errors import LimitError
+from ..errors import InputError, LimitError
 from ..grader import GradeItem, parse_item
 from ..schemas import (
     Components,
@@ -18,11 +18,13 @@ from ..schemas import (
     RewardsResponse,
 )
 from ..service import Pipeline, RewardService
-from .deps import ApiAuth, PipelineDep, ServiceDep
+from ._routing import StrictJSONRoute, error_responses
+from .deps import ApiAuth, PipelineDep, ServiceDep, while_connected
 
 __all__ = ["parse_items", "router"]
 
-router = APIRouter(prefix="/v1", tags=["rewards"], dependencies=[ApiAuth])
+router = APIRouter(prefix="/v1", tags=["rewards"], dependencies=[ApiAuth], route_class=StrictJSONRoute,
+                   responses=error_responses(401, 413, 415, 422, 429, 503))  # fmt: skip
 
 
 def parse_items(items: list[RewardItem], service: RewardService, pipeline: Pipeline) -> list[GradeItem]:
@@ -31,17 +33,18 @@ def parse_items(items: list[RewardItem], service: RewardService, pipeline: Pipel
     if len(items) > s.max_items:
         raise LimitError("items", f"{len(items)} items, over the limit of {s.max_items} per request")
     return [
-        parse_item(
-            it.model_dump(exclude_none=True), pipeline.policy, f"items[{i}]", s.max_chars, ".", s.default_response_type
-        )  # fmt: skip
+        parse_item(it.model_dump(exclude_none=True), pipeline.policy, f"items[{i}]", s.max_chars, ".",
+                   s.default_response_type, s.max_messages)  # fmt: skip
         for i, it in enumerate(items)
     ]
 
 
 @router.post("/rewards", response_model=RewardsResponse, response_model_exclude_none=True)
-async def rewards(body: RewardsRequest, service: ServiceDep, pipeline: PipelineDep) -> RewardsResponse:
+async def rewards(
+    body: RewardsRequest, request: Request, service: ServiceDep, pipeline: PipelineDep
+) -> RewardsResponse:
     items = parse_items(body.items, service, pipeline)
-    scored = await service.score(pipeline, items)
+    scored = await while_connected(request, service.score(pipeline, items))
     service.metrics.items.labels("rewards").inc(len(items))
     components = None
     if body.return_components:
@@ -65,9 +68,13 @@ async def rewards(body: RewardsRequest, service: ServiceDep, pipeline: PipelineD
 
 
 @router.post("/grade", response_model=GradeResponse)
-async def grade(body: GradeRequest, service: ServiceDep, pipeline: PipelineDep) -> GradeResponse:
+async def grade(body: GradeRequest, request: Request, service: ServiceDep, pipeline: PipelineDep) -> GradeResponse:
     items = parse_items(body.items, service, pipeline)
-    probs = await service.grade(pipeline, items, body.propositions)
+    if body.propositions is not None:
+        unknown = [p for p in body.propositions if p not in pipeline.policy.propositions]
+        if unknown:
+            raise InputError("propositions", f"unknown proposition(s): {', '.join(unknown)}")
+    probs = await while_connected(request, service.grade(pipeline, items, body.propositions))
     service.metrics.items.labels("grade").inc(len(items))
     results = []
     for req, it, p in zip(body.items, items, probs, strict=True):

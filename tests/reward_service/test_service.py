@@ -6,6 +6,9 @@ import asyncio
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
+
+from reward_service.errors import OverloadedError, RequestTimeout
 from reward_service.service import DynamicBatcher, Metrics
 
 
@@ -21,7 +24,7 @@ class Recorder:
     def __call__(self, pipeline, items):
         self.gate.wait(5)
         self.batches.append(list(items))
-        if self.fail:
+        if self.fail or any(x < 0 for x in items):  # a negative item is a poisoned one
             raise RuntimeError("grader exploded")
         return [2 * x for x in items]
 
@@ -72,6 +75,7 @@ def test_max_items_splits_batches_and_pipelines_never_mix():
 
 
 def test_a_failed_batch_fails_every_request_in_it_and_the_batcher_goes_on():
+    """A real fault (here: every run fails) fails every request; each was retried alone first."""
     async def scenario(b, rec):
         rec.fail = True
         rec.gate.clear()
@@ -82,9 +86,75 @@ def test_a_failed_batch_fails_every_request_in_it_and_the_batcher_goes_on():
         rec.fail = False
         return outcomes, await b.submit("p", [7])
 
-    (outcomes, later), _ = run_with({"max_items": 8, "max_wait_s": 0.01}, scenario)
+    (outcomes, later), rec = run_with({"max_items": 8, "max_wait_s": 0.01}, scenario)
     assert all(isinstance(o, RuntimeError) and "exploded" in str(o) for o in outcomes)
+    assert rec.batches[:4] == [[0, 1, 2], [0], [1], [2]], "the merged batch, then each request alone"
     assert later == [14]
+
+
+def test_one_poisoned_request_fails_alone_and_the_others_get_results():
+    async def scenario(b, rec):
+        rec.gate.clear()
+        first = asyncio.create_task(b.submit("p", [0]))
+        await asyncio.sleep(0.05)
+        tasks = [asyncio.create_task(b.submit("p", [x])) for x in (1, -1, 2)]
+        await asyncio.sleep(0.05)
+        rec.gate.set()
+        return await asyncio.gather(first, *tasks, return_exceptions=True)
+
+    outcomes, rec = run_with({"max_items": 8, "max_wait_s": 0.0}, scenario)
+    assert outcomes[0] == [0] and outcomes[1] == [2] and outcomes[3] == [4]
+    assert isinstance(outcomes[2], RuntimeError)
+    assert rec.batches == [[0], [1, -1, 2], [1], [-1], [2]]
+
+
+def test_admission_is_bounded_with_an_estimated_wait():
+    async def scenario(b, rec):
+        rec.gate.clear()
+        held = [asyncio.create_task(b.submit("p", [i, i])) for i in range(2)]  # 4 items admitted
+        await asyncio.sleep(0.05)
+        with pytest.raises(OverloadedError) as e:
+            await b.submit("p", [9])
+        rec.gate.set()
+        done = await asyncio.gather(*held)
+        return e.value, done, await b.submit("p", [9])  # room again once the queue drained
+
+    (err, done, later), rec = run_with({"max_items": 8, "max_wait_s": 0.0, "max_queue_items": 4}, scenario)
+    assert err.retry_after >= 1 and "limit of 4" in str(err)
+    assert done == [[0, 0], [2, 2]] and later == [18]
+
+
+def test_a_request_whose_caller_left_is_never_run():
+    async def scenario(b, rec):
+        rec.gate.clear()
+        first = asyncio.create_task(b.submit("p", [0]))
+        await asyncio.sleep(0.05)
+        gone = asyncio.create_task(b.submit("p", [5]))
+        stays = asyncio.create_task(b.submit("p", [6]))
+        await asyncio.sleep(0.05)
+        gone.cancel()  # what the route does when the client disconnects
+        await asyncio.sleep(0.05)
+        rec.gate.set()
+        return await asyncio.gather(first, stays), b._pending
+
+    (results, pending), rec = run_with({"max_items": 8, "max_wait_s": 0.0}, scenario)
+    assert results == [[0], [12]] and pending == 0
+    assert [5] not in rec.batches and all(5 not in batch for batch in rec.batches)
+
+
+def test_a_request_past_its_deadline_times_out_and_is_never_run():
+    async def scenario(b, rec):
+        rec.gate.clear()
+        first = asyncio.create_task(b.submit("p", [0]))
+        await asyncio.sleep(0.05)
+        with pytest.raises(RequestTimeout) as e:
+            await b.submit("p", [5], timeout_s=0.05)
+        rec.gate.set()
+        return e.value, await first
+
+    (err, first), rec = run_with({"max_items": 8, "max_wait_s": 0.0}, scenario)
+    assert "0.05 s" in str(err) and err.retry_after >= 1
+    assert first == [0] and all(5 not in batch for batch in rec.batches)
 
 
 def test_max_wait_collects_requests_that_arrive_soon_after():
