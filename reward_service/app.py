@@ -85,16 +85,39 @@ def _is_json(request: Request) -> bool:
     return ctype == "application/json" or ctype.endswith("+json")
 
 
-def _with_served_enums(schema: dict, service: RewardService) -> dict:
-    """The OpenAPI schema with the served policy's response types and categories as enums."""
+def _served_schema(schema: dict, service: RewardService) -> dict:
+    """The OpenAPI schema with what the served policy and settings allow: response types, categories and
+    propositions as enums, and the item, message and character limits (413 past them)."""
     from propositions import load_policy
 
-    pipeline = service.pipeline
-    policy = pipeline.policy if pipeline is not None else load_policy(service.settings.policy_file)
-    item = schema.get("components", {}).get("schemas", {}).get("RewardItem", {}).get("properties", {})
+    pipeline, st = service.pipeline, service.settings
+    policy = pipeline.policy if pipeline is not None else load_policy(st.policy_file)
+    models = schema.get("components", {}).get("schemas", {})
+
+    def props(model: str) -> dict:
+        return models.get(model, {}).get("properties", {})
+
+    def constrain(node: dict, kind: str, **limits: object) -> None:
+        """Add `limits` to the `kind` ("string"/"array") branch of a property (itself or inside anyOf)."""
+        for branch in node.get("anyOf", [node]):
+            if branch.get("type") == kind:
+                branch.update(limits)
+
+    item = props("RewardItem")
     for name, values in (("response_type", list(policy.response_types)), ("category", list(policy.categories))):
         if name in item:
             item[name] = {**item[name], "anyOf": [{"type": "string", "enum": values}, {"type": "null"}]}
+    constrain(item.get("prompt", {}), "string", maxLength=st.max_chars)
+    constrain(item.get("prompt", {}), "array", maxItems=st.max_messages)
+    constrain(item.get("completion", {}), "string", maxLength=st.max_chars)
+    for name in ("role", "content"):
+        constrain(props("Message").get(name, {}), "string", maxLength=st.max_chars)
+    for model in ("RewardsRequest", "GradeRequest"):
+        constrain(props(model).get("items", {}), "array", maxItems=st.max_items)
+    constrain(props("GradeRequest").get("propositions", {}), "array",
+              items={"type": "string", "enum": list(policy.propositions)})  # fmt: skip
+    for name in ("query", "prompts", "labels"):
+        constrain(props("OpenRLHFRequest").get(name, {}), "array", maxItems=st.max_items)
     return schema
 
 
@@ -186,7 +209,7 @@ def create_app(
     def openapi() -> dict:
         if app.openapi_schema is None or app.state.openapi_policy != _served_hash(service):
             schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
-            app.openapi_schema = _with_served_enums(schema, service)
+            app.openapi_schema = _served_schema(schema, service)
             app.state.openapi_policy = _served_hash(service)
         return app.openapi_schema
 

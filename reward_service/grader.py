@@ -99,13 +99,14 @@ def parse_item(
         if len(comp) != 1:
             raise InputError(f"{where}{sep}completion", "a list must hold exactly one assistant message")
         comp = comp[0]
+    role = ""
     if isinstance(comp, Mapping):
-        comp = comp.get("content")
+        role, comp = comp.get("role", ""), comp.get("content")
     if not isinstance(comp, str):
         raise InputError(f"{where}{sep}completion", "must be a string, a message or a one-message list")
     _text(comp, f"{where}{sep}completion")
     if max_chars is not None:
-        n = len(comp) + sum(len(m["content"]) + len(m["role"]) for m in conversation)
+        n = len(comp) + len(role) + sum(len(m["content"]) + len(m["role"]) for m in conversation)
         if n > max_chars:
             raise LimitError(f"{where}{sep}prompt+completion", f"{n} characters, over the limit of {max_chars}")
     rt, cat = obj.get("response_type"), obj.get("category")

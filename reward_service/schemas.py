@@ -13,9 +13,9 @@ category through the content policy, else from the service's configured default.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 __all__ = [
     "Components",
@@ -60,15 +60,19 @@ class RewardItem(_Strict):
     """One (prompt, completion) pair to score."""
 
     id: str | None = Field(None, description="Echoed back in components; free-form.")
-    prompt: str | list[Message]
-    completion: str | Message | list[Message]
+    prompt: Annotated[str, Field(min_length=1)] | Annotated[list[Message], Field(min_length=1)] = Field(
+        description="One user message as text, or the conversation so far (at most RBR_MAX_MESSAGES messages)."
+    )
+    completion: str | Message | Annotated[list[Message], Field(min_length=1, max_length=1)] = Field(
+        description="The response to score: text, an assistant message, or a list holding one."
+    )
     response_type: str | None = Field(None, description="comply, hard_refuse, safe_refuse_1, safe_refuse_2.")
     category: str | None = Field(None, description="Content-policy category; maps to a response type.")
 
 
 class RewardsRequest(_Strict):
-    items: list[RewardItem]
-    return_components: bool = Field(False, description="Also return RM, RBR, class and proposition values.")
+    items: list[RewardItem] = Field(description="At most RBR_MAX_ITEMS items.")
+    return_components: StrictBool = Field(False, description="Also return RM, RBR, class and proposition values.")
 
 
 class Components(BaseModel):
@@ -88,7 +92,7 @@ class RewardsResponse(BaseModel):
 
 
 class GradeRequest(_Strict):
-    items: list[RewardItem]
+    items: list[RewardItem] = Field(description="At most RBR_MAX_ITEMS items.")
     propositions: list[str] | None = Field(None, description="Grade only these; default: the response type's.")
 
 
@@ -111,7 +115,9 @@ class OpenRLHFRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     query: list[str] = Field(description="Prompt + response text, as the policy's chat template rendered it.")
-    prompts: list[str] | None = Field(None, description="The prompt part of each query.")
+    prompts: list[str] = Field(
+        description="Each query's whole prompt (the query may hold only its end: OpenRLHF left-truncates long prompts)."
+    )
     labels: list[Any] | None = Field(None, description="Response type or category per query (or a dict).")
 
 

@@ -77,7 +77,7 @@ async def get_reward(
             raise InputError(name, f"{len(values)} entries for {n} queries")
     items = []
     for i, query in enumerate(body.query):
-        messages, completion = split_query(query, body.prompts[i] if body.prompts else None, i)
+        messages, completion = split_query(query, body.prompts[i], i)
         obj = {"prompt": messages, "completion": completion}
         obj |= _label_fields(body.labels[i] if body.labels else None, pipeline.policy, f"labels[{i}]")
         try:
