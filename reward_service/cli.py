@@ -1,6 +1,6 @@
 """`rbr`: the one command-line entry point.
 
-    rbr grade [FILE|-] [--json] [--propositions a,b]     grade items (JSON lines) with the grader
+    rbr grade [FILE|-] [--json] [--propositions a,b]     grade items (JSON lines), printing each chunk as it is done
     rbr eval-grader --gold FILE [--cv K] [--mode M]      measure the grader against human labels
     rbr fit-grader --gold FILE [--aug FILE] [--out F]    fit calibrators and trained heads
     rbr serve [--config F] [--host H] [--port P]         the reward service over HTTP (default 127.0.0.1:8000)
@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import warnings
 from collections.abc import Sequence
@@ -30,6 +31,8 @@ from .config import DATA_DIR, Settings, load_settings
 from .errors import InputError, RBRError
 
 if TYPE_CHECKING:
+    from propositions import Policy
+
     from .grader import GradeItem
 
 # The policy and the grader are imported inside the commands that use them: `rbr train` and
@@ -39,6 +42,7 @@ MODES = ("prompted", "calibrated", "heads")  # = reward_service.grader.MODES (te
 __all__ = ["main"]
 
 GOLD_PROPOSITIONS_KEY = "propositions"
+SIGPIPE_EXIT = 141  # 128 + SIGPIPE: what a shell reports for a tool whose reader closed the pipe
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -75,7 +79,9 @@ def _split_names(value: str | None, known: Sequence[str]) -> list[str] | None:
 
 
 def cmd_grade(args: argparse.Namespace) -> int:
-    from propositions import class_probabilities, load_policy, top_class
+    from tqdm import tqdm
+
+    from propositions import load_policy
 
     from .grader import Grader, iter_jsonl, parse_item
 
@@ -86,19 +92,49 @@ def cmd_grade(args: argparse.Namespace) -> int:
     if not items:
         raise InputError(source, "no items to grade (empty input)")
     names = _split_names(args.propositions, list(policy.propositions))
+    # Everything above validated the whole input: from here on only the grader can fail (exit 1).
     grader = Grader.from_settings(settings, args.mode, policy)
-    probs = grader.grade(items, names, progress=len(items) > 1 and not args.json)
-    for item, p in zip(items, probs, strict=True):
-        record: dict = {"propositions": {k: round(v, 4) for k, v in p.items()}}
-        if names is None:
-            classes = class_probabilities(policy, item.response_type, p)
-            record["classes"] = {k: round(float(v), 4) for k, v in classes.items()}
-            record["top_class"] = top_class(classes)
-        if args.json:
-            print(json.dumps(record))
-        else:
-            _print_item(item, record)
+    progress = args.progress if args.progress is not None else len(items) > 1 and (not args.json or sys.stderr.isatty())
+    size = _grade_chunk_size(settings)
+    try:
+        with tqdm(total=len(items), desc="grading", unit="item", disable=not progress, file=sys.stderr) as bar:
+            for start in range(0, len(items), size):  # stream: each chunk's lines are out before the next is graded
+                chunk = items[start : start + size]
+                probs = grader.grade(chunk, names)
+                with tqdm.external_write_mode(file=sys.stdout):  # clear the bar while printing to the same terminal
+                    for item, p in zip(chunk, probs, strict=True):
+                        record = _grade_record(policy, item, p, with_classes=names is None)
+                        if args.json:
+                            print(json.dumps(record))
+                        else:
+                            _print_item(item, record)
+                    sys.stdout.flush()  # stdout is block-buffered when it is a pipe or a file
+                bar.update(len(chunk))
+    except BrokenPipeError:  # the reader went away (`rbr grade ... | head`): stop grading, as a shell tool would
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes
+        return SIGPIPE_EXIT
     return 0
+
+
+def _grade_record(policy: Policy, item: GradeItem, probs: dict[str, float], with_classes: bool) -> dict:
+    from propositions import class_probabilities, top_class
+
+    record: dict = {"propositions": {k: round(v, 4) for k, v in probs.items()}}
+    if with_classes:
+        classes = class_probabilities(policy, item.response_type, probs)
+        record["classes"] = {k: round(float(v), 4) for k, v in classes.items()}
+        record["top_class"] = top_class(classes)
+    return record
+
+
+def _grade_chunk_size(settings: Settings) -> int:
+    """Items `rbr grade` grades per chunk: enough to keep the engine's batches full, few enough to stream."""
+    if settings.grader_backend == "openai":
+        return settings.grader_concurrency  # requests in flight at once
+    if settings.grader_backend == "vllm":
+        return 64  # vLLM schedules a chunk as one batch
+    b = settings.grader_batch_size
+    return b if b == 1 else 4 * b  # several padded batches per chunk keep their length sorting useful
 
 
 def _print_item(item: GradeItem, record: dict) -> None:
@@ -558,6 +594,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--json", action="store_true", help="one JSON object per input line")
     g.add_argument("--propositions", help="comma-separated names: grade only these (classes omitted)")
     g.add_argument("--mode", choices=MODES, help="how P(yes) is read (default: from settings)")
+    g.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        help="progress bar on stderr (default: on for several items, with --json only if stderr is a terminal)",
+    )
     common(g)
     g.set_defaults(func=cmd_grade)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.resources
 import json
 import os
 import tomllib
@@ -17,8 +18,20 @@ from .models import EMBEDDED_MODEL
 
 __all__ = ["DATA_DIR", "Settings", "load_settings"]
 
-#: The project's own data folder (seed prompts, fitted heads and weights); next to the packages.
-DATA_DIR = Path(__file__).resolve().parent.parent / "data"
+
+def _data_dir() -> Path:
+    """The package `rbr_data`: data/ itself in a source tree or an editable install, its run-time files in a wheel."""
+    try:
+        root = importlib.resources.files("rbr_data")
+    except ModuleNotFoundError:  # run from a source tree without installing, or an editable install that predates it
+        return Path(__file__).resolve().parent.parent / "data"
+    if not isinstance(root, Path):  # e.g. a zip import: the defaults must be files on disk
+        raise RuntimeError(f"rbr_data is not a folder on disk ({root!r}); install rbr with pip")
+    return root
+
+
+#: The project's own data folder (seed prompts, fitted heads and weights); in a wheel, only the run-time defaults.
+DATA_DIR = _data_dir()
 
 
 class Settings(BaseSettings):

@@ -14,9 +14,9 @@ from typing import Any
 
 import yaml
 
-__all__ = ["ConfigError", "TrainConfig", "load_config"]
+from reward_service.config import DATA_DIR
 
-ROOT = Path(__file__).resolve().parents[1]
+__all__ = ["ConfigError", "TrainConfig", "load_config"]
 
 
 class ConfigError(ValueError):
@@ -37,7 +37,7 @@ class TrainConfig:
     reward_backoff_s: float = 1.0
     """First retry wait; doubles each retry."""
     # -- data and models --
-    prompts: str = str(ROOT / "data" / "seed_prompts.jsonl")
+    prompts: str = str(DATA_DIR / "seed_prompts.jsonl")
     """JSON lines with `prompt` and `response_type` or `category` (the project's seed prompts by default)."""
     split: str | None = "train"
     """Only prompts whose `split` is this (None: all)."""

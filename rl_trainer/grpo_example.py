@@ -17,9 +17,8 @@ from pathlib import Path
 import torch
 
 from reward_service.adapters import trl_reward_function
+from reward_service.config import DATA_DIR
 from reward_service.models import resolve_model_path
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def load_dataset(path: Path, split: str | None):
@@ -38,7 +37,7 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--service-url", default="http://127.0.0.1:8000")
     ap.add_argument("--model", default="embedded:smollm2-135m")
-    ap.add_argument("--prompts", default=str(ROOT / "data" / "seed_prompts.jsonl"))
+    ap.add_argument("--prompts", default=str(DATA_DIR / "seed_prompts.jsonl"))
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--num-generations", type=int, default=4, help="completions per prompt (the GRPO group)")
     ap.add_argument("--max-completion-length", type=int, default=48)

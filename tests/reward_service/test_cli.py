@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +24,7 @@ def rbr(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
 def test_grade_json_prints_one_object_per_line_in_order():
     proc = rbr("grade", str(EXAMPLES), "--json")
     assert proc.returncode == 0, proc.stderr
+    assert "grading" not in proc.stderr  # no progress bar with --json when stderr is not a terminal
     out = [json.loads(line) for line in proc.stdout.splitlines()]
     items = [json.loads(line) for line in EXAMPLES.read_text().splitlines()]
     assert len(out) == len(items)
@@ -100,3 +103,57 @@ def test_cli_mode_choices_are_the_graders():
     from reward_service import cli, grader
 
     assert tuple(cli.MODES) == tuple(grader.MODES)
+
+
+@pytest.mark.model
+def test_grade_json_streams_each_line_before_grading_the_next(tmp_path, default_grader, policy):
+    from propositions import class_probabilities, top_class
+
+    rows = [json.loads(line) for line in EXAMPLES.read_text().splitlines()]
+    rows.append({"prompt": "hi", "completion": "Hello! How can I help?", "category": "None"})
+    items = tmp_path / "items.jsonl"
+    items.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    # stdout and stderr share one pipe, so the output keeps the order of the writes: with the default settings
+    # (one item per chunk) each result line must come out before the bar counts that item, and the bar must
+    # count it before the next line. Output held back to the end (no flush, or printing after grading all)
+    # puts the lines after the last bar update instead. tqdm draws every update (no rate limit) by these vars.
+    # PYTHONUNBUFFERED (set in the Dockerfile, maybe here) would hide a missing flush: stdout is a pipe.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RBR_") or k == "RBR_CACHE_DIR"}
+    env.pop("PYTHONUNBUFFERED", None)
+    env |= {"TQDM_MININTERVAL": "0", "TQDM_MINITERS": "1"}
+    cmd = [sys.executable, "-m", "reward_service.cli", "grade", str(items), "--json", "--progress"]
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT, env=env,
+                          timeout=900)
+    assert proc.returncode == 0, proc.stdout
+    pieces = [p for p in re.split(r"[\r\n]", proc.stdout) if p.strip()]
+    lines = [i for i, p in enumerate(pieces) if p.startswith("{")]
+    counted = {}  # k -> index of the first bar drawing that shows k/6
+    for i, p in enumerate(pieces):
+        m = re.match(r"grading:.*\| (\d)/6 ", p)
+        if m:
+            counted.setdefault(int(m.group(1)), i)
+    assert len(lines) == len(rows) and set(counted) >= set(range(1, len(rows) + 1)), proc.stdout
+    for k, line_at in enumerate(lines, start=1):
+        assert line_at < counted[k], f"line {k} came out after the bar counted it"
+        if k < len(rows):
+            assert counted[k] < lines[k], f"line {k + 1} came out before the bar counted line {k}: not streamed"
+
+    # the streamed lines are what grading all items in one call gives
+    from reward_service.grader import parse_item
+
+    parsed = [parse_item(r, policy, f"row {n}") for n, r in enumerate(rows)]
+    streamed = [json.loads(pieces[i]) for i in lines]
+    for item, p, got in zip(parsed, default_grader.grade(parsed), streamed, strict=True):
+        classes = class_probabilities(policy, item.response_type, p)
+        assert got["propositions"] == pytest.approx({k: round(v, 4) for k, v in p.items()}, abs=1e-4)
+        assert got["classes"] == pytest.approx({k: round(float(v), 4) for k, v in classes.items()}, abs=1e-4)
+        assert got["top_class"] == top_class(classes)
+
+
+def test_grade_chunk_size_follows_the_engine():
+    from reward_service.cli import _grade_chunk_size
+    from reward_service.config import Settings
+
+    assert _grade_chunk_size(Settings()) == 1  # the embedded default: one item per forward pass, so per line
+    assert _grade_chunk_size(Settings(grader_batch_size=8)) == 32
+    assert _grade_chunk_size(Settings(grader_backend="openai", grader_concurrency=5)) == 5
