@@ -80,11 +80,24 @@ def expected_log_keys() -> set[str]:
     return {"rbr/rm", "rbr/rbr"} | classes
 
 
+def missing(version: str) -> str | None:
+    """Why upstream `version` cannot run (its folder or .upstream/deps not made), or None."""
+    for folder in (UPSTREAM / f"openrlhf-{version}", UPSTREAM / "deps"):
+        if not (folder / ".rbr-upstream-ready").exists():
+            return f"{folder.relative_to(ROOT)} is missing: run `bash scripts/upstream_env.sh` (scripts/test.sh does)"
+    return None
+
+
+def needs(version: str) -> pytest.MarkDecorator:
+    """Skip (before the server starts) when upstream `version` is not installed."""
+    reason = missing(version)
+    return pytest.mark.skipif(reason is not None, reason=reason or "")
+
+
 def upstream(version: str) -> Path:
-    folder = UPSTREAM / f"openrlhf-{version}"
-    if not (folder / ".rbr-upstream-ready").exists() or not (UPSTREAM / "deps" / ".rbr-upstream-ready").exists():
-        pytest.skip(f"{folder.relative_to(ROOT)} is missing: run `bash scripts/upstream_env.sh` (scripts/test.sh does)")
-    return folder
+    if reason := missing(version):
+        pytest.skip(reason)
+    return UPSTREAM / f"openrlhf-{version}"
 
 
 def run_driver(version: str, driver: str, spec: dict, tmp_path: Path) -> tuple[dict, str]:
@@ -143,6 +156,7 @@ def server():
         assert proc.poll() is None, f"the server died during the tests:\n{log.read_text()[-2000:]}"
 
 
+@needs("0.11.2")
 def test_openrlhf_0_11_2_single_sample_rollouts(server, tmp_path):
     rollouts = [
         rollout(LOCK, LOCK_NO, "C-R"), rollout(LOCK, LOCK_YES, "C-R"),
@@ -161,6 +175,7 @@ def test_openrlhf_0_11_2_single_sample_rollouts(server, tmp_path):
     assert rewards[2] > rewards[3], f"refusal {rewards[2]} <= compliance {rewards[3]} on a hard_refuse prompt"
 
 
+@needs("0.11.2")
 def test_openrlhf_0_11_2_empty_labels_use_the_default_response_type(server, tmp_path):
     base = [(PARIS, PARIS_YES), (PARIS, REFUSE), (BASIL, BASIL_YES), (BASIL, REFUSE)]
     # OpenRLHF's prompt dataset gives "" without --label_key, and a null label passes through as None
@@ -174,6 +189,7 @@ def test_openrlhf_0_11_2_empty_labels_use_the_default_response_type(server, tmp_
     assert rewards[:4] == pytest.approx(rewards[4:], rel=1e-3, abs=1e-3)
 
 
+@needs("0.11.2")
 def test_openrlhf_0_11_2_left_truncated_prompts(server, tmp_path):
     # max_length 104 with max_tokens 64 keeps the last 40 prompt tokens: the system turn and the
     # preamble are cut, the query starts mid-user-turn, `prompts` still carries the whole prompt.
@@ -197,6 +213,7 @@ def test_openrlhf_0_11_2_left_truncated_prompts(server, tmp_path):
     assert rewards[0] > rewards[1], f"refusal {rewards[0]} <= compliance {rewards[1]} on a truncated C-R prompt"
 
 
+@needs("0.11.2")
 def test_openrlhf_0_11_2_truncation_inside_a_multibyte_character(server, tmp_path):
     # Beyond the plain-ASCII case: a cut inside a character's byte-level tokens (here the 4-byte emoji)
     # decodes to U+FFFD replacement characters at the head of the query, which no suffix of the prompt
@@ -238,6 +255,7 @@ def check_run(run: dict, log: str) -> None:
     assert st["ok"], f"upstream update_samples_with_rewards failed:\n{st['error']}\nanswers: {run['answers']}"
 
 
+@needs("0.9.0")
 def test_openrlhf_0_9_0_batch(v0_9_0):
     result, log = v0_9_0
     run = result["runs"]["batch"]
@@ -257,6 +275,7 @@ def test_openrlhf_0_9_0_batch(v0_9_0):
     assert rewards[0][0] > rewards[1][0] and rewards[2][0] > rewards[3][0], rewards
 
 
+@needs("0.9.0")
 def test_openrlhf_0_9_0_sharding_sends_an_empty_shard(v0_9_0):
     result, log = v0_9_0
     run = result["runs"]["sharded"]
