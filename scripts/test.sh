@@ -9,5 +9,7 @@ bash scripts/setup.sh
 if [ "${RBR_SKIP_VLLM:-0}" != "1" ]; then
   bash scripts/vllm_env.sh > /dev/null
 fi
+# Released OpenRLHF versions, without their heavy dependencies, for tests/integrations/test_openrlhf.py (~10 s once).
+bash scripts/upstream_env.sh > /dev/null
 .venv/bin/ruff check .
 .venv/bin/python -m pytest -q "$@"
