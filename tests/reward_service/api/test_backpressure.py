@@ -106,3 +106,13 @@ def test_an_unlabelled_openrlhf_sample_gets_the_default_response_type(small_queu
     rewards = [r.json()["rewards"][0] for r in out]
     assert rewards == pytest.approx([rewards[2]] * 4, abs=1e-6)
     assert all(r.json()["extra_logs"]["rbr/response_type/comply"] == [1.0] for r in out)
+
+
+def test_a_short_soak_past_capacity_answers_every_request_with_a_reward_or_a_reasoned_refusal(small_queue):
+    """32 clients for 20 s against a 4-item queue (benchmarks/soak.py runs the long version)."""
+    from benchmarks.soak import soak
+
+    out = asyncio.run(soak(small_queue, clients=32, seconds=20))
+    assert out["bad"] == [], out["bad"][:5]
+    assert out["statuses"].get("200", 0) > 0 and out["statuses"].get("429", 0) > 0, out["statuses"]
+    assert set(out["statuses"]) <= {"200", "429", "503"}, out["statuses"]
