@@ -9,5 +9,10 @@ bash scripts/setup.sh
 if [ "${RBR_SKIP_VLLM:-0}" != "1" ]; then
   bash scripts/vllm_env.sh > /dev/null
 fi
+# Released upstream trainer code (no deps) for tests/integrations/: verl 0.9.1.
+if ! out=$(bash scripts/upstream_env_verl.sh 2>&1); then
+  echo "$out" >&2
+  exit 1
+fi
 .venv/bin/ruff check .
 .venv/bin/python -m pytest -q "$@"
