@@ -53,7 +53,7 @@ def _content_text(content: Any, where: str) -> str:
         return content
     if isinstance(content, Mapping):
         content = [content]
-    if not isinstance(content, Sequence) and not hasattr(content, "__iter__"):
+    if not hasattr(content, "__iter__"):
         raise ValueError(f"{where}: content must be text or a list of text parts, not {type(content).__name__}")
     texts = []
     for j, part in enumerate(content):
