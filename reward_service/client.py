@@ -4,15 +4,18 @@
         rewards = rbr.score(prompts, completions, response_types)          # the RewardFn contract
         full = rbr.rewards([{"prompt": p, "completion": c, "category": "C-R"}], return_components=True)
 
-Retries: connect errors, 429 and 5xx are retried `retries` times with exponential backoff (honouring
-Retry-After); any other error (a 4xx, a read timeout) is raised at once. After the last try the
-client raises `ServiceError` with the service's error body: it never returns a made-up reward.
+Retries: connect errors, 429 and 5xx are retried `retries` times with exponential backoff; an answer's
+Retry-After (seconds or an HTTP date) replaces the backoff, capped at `max_backoff_s`; any other error
+(a 4xx, a read timeout) is raised at once. After the last try the client raises `ServiceError` with
+the service's error body: it never returns a made-up reward.
 Imports only httpx, pydantic and this package's schemas: no torch, no grader.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime
+import email.utils
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -70,6 +73,23 @@ def _grade_body(items: Sequence[RewardItem | Mapping], propositions: Sequence[st
     return {"items": _items_json(items), "propositions": list(propositions) if propositions else None}
 
 
+def _retry_after_s(value: str | None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or HTTP-date, RFC 9110); None if absent or bad."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.UTC)
+    return max(0.0, (when - datetime.datetime.now(datetime.UTC)).total_seconds())
+
+
 class _Retry:
     """What to retry and how long to wait; shared by both clients."""
 
@@ -79,11 +99,9 @@ class _Retry:
         self.retries, self.backoff_s, self.max_backoff_s = retries, backoff_s, max_backoff_s
 
     def delay(self, attempt: int, response: httpx.Response | None) -> float:
-        if response is not None and (after := response.headers.get("retry-after")):
-            try:
-                return min(float(after), self.max_backoff_s)
-            except ValueError:
-                pass
+        """Retry-After (seconds or an HTTP date) when the answer has one, else exponential backoff; both capped."""
+        if response is not None and (after := _retry_after_s(response.headers.get("retry-after"))) is not None:
+            return min(after, self.max_backoff_s)
         return min(self.backoff_s * 2**attempt, self.max_backoff_s)
 
     @staticmethod

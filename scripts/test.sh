@@ -9,7 +9,13 @@ bash scripts/setup.sh
 if [ "${RBR_SKIP_VLLM:-0}" != "1" ]; then
   bash scripts/vllm_env.sh > /dev/null
 fi
-# Released OpenRLHF versions, without their heavy dependencies, for tests/integrations/test_openrlhf.py (~10 s once).
-bash scripts/upstream_env.sh > /dev/null
+# Released upstream trainer code, without heavy dependencies, for tests/integrations/ (~20 s once):
+# OpenRLHF 0.9.0 and 0.11.2, verl 0.9.1. Quiet unless an install fails.
+for script in scripts/upstream_env.sh scripts/upstream_env_verl.sh; do
+  if ! out=$(bash "$script" 2>&1); then
+    echo "$out" >&2
+    exit 1
+  fi
+done
 .venv/bin/ruff check .
 .venv/bin/python -m pytest -q "$@"
