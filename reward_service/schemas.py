@@ -135,6 +135,9 @@ class OpenRLHFResponse(BaseModel):
 class PolicyInfo(BaseModel):
     policy_hash: str
     weights_version: str
+    default_response_type: str | None = Field(
+        None, description="Response type of unlabelled items (RBR_DEFAULT_RESPONSE_TYPE); unset: they get 422."
+    )
     response_types: dict[str, dict[str, Any]]
     backends: dict[str, str]
     policy: dict[str, Any]

@@ -16,7 +16,7 @@ router = APIRouter(tags=["meta"], route_class=StrictJSONRoute)
 
 
 @router.get("/v1/policy", response_model=PolicyInfo, dependencies=[ApiAuth], responses=error_responses(401, 503))
-async def policy(pipeline: PipelineDep) -> PolicyInfo:
+async def policy(pipeline: PipelineDep, service: ServiceDep) -> PolicyInfo:
     p = pipeline.policy
     rts = {
         rt: {
@@ -35,7 +35,8 @@ async def policy(pipeline: PipelineDep) -> PolicyInfo:
         "weights_file": pipeline.weights_file,
     }
     return PolicyInfo(policy_hash=p.hash, weights_version=pipeline.weights.version, response_types=rts,
-                      backends=backends, policy=p.model_dump(mode="json"))  # fmt: skip
+                      backends=backends, policy=p.model_dump(mode="json"),
+                      default_response_type=service.settings.default_response_type)  # fmt: skip
 
 
 @router.get("/healthz", response_model=Health, response_model_exclude_none=True)

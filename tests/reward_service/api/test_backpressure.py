@@ -116,3 +116,4 @@ def test_a_short_soak_past_capacity_answers_every_request_with_a_reward_or_a_rea
     assert out["bad"] == [], out["bad"][:5]
     assert out["statuses"].get("200", 0) > 0 and out["statuses"].get("429", 0) > 0, out["statuses"]
     assert set(out["statuses"]) <= {"200", "429", "503"}, out["statuses"]
+    assert httpx.get(small_queue + "/v1/policy").json()["default_response_type"] == "comply"
