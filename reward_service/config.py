@@ -58,7 +58,9 @@ class Settings(BaseSettings):
         None, description="How P(yes) is read; unset = heads for the embedded model on transformers, else prompted."
     )
     grader_heads: Path | None = Field(None, description="Fitted heads/calibrators; default data/grader/heads.npz.")
-    grader_dtype: Literal["bfloat16", "float32", "float16"] = Field("bfloat16", description="Grader weights dtype.")
+    grader_dtype: Literal["auto", "bfloat16", "float32", "float16"] = Field(
+        "auto", description="Grader weights dtype; auto = bfloat16 where this CPU computes it natively, else float32."
+    )
     grader_threads: int | None = Field(None, ge=1, description="torch CPU threads; unset = torch's default.")
     grader_batch_size: int = Field(
         1, ge=1, le=256, description="Completions per forward pass in heads mode; 1 is fastest on CPU (padding)."

@@ -162,7 +162,7 @@ class Grader:
         from propositions import load_policy
 
         from .heads import GraderHeads
-        from .models import cache_dir, load_causal_lm
+        from .models import cache_dir, choose_dtype, load_causal_lm
 
         policy = policy or load_policy(settings.policy_file)
         mode = mode or settings.mode
@@ -173,9 +173,10 @@ class Grader:
                 f"grader_backend {s.grader_backend!r} grades in mode 'prompted' (or 'calibrated')"
             )
         if s.grader_backend == "transformers":
-            tok, lm = load_causal_lm(s.grader_model, s.grader_dtype, s.grader_threads)
+            dtype = choose_dtype(s.grader_dtype)
+            tok, lm = load_causal_lm(s.grader_model, dtype, s.grader_threads)
             engine = TransformersEngine(tok, lm)
-            engine_id = f"{s.grader_model}|{s.grader_dtype}"
+            engine_id = f"{s.grader_model}|{dtype}"
         else:
             tok, engine, engine_id = _logprob_engine(s)
         fmt = PromptFormat(tok, s.max_conversation_tokens, s.max_completion_tokens)

@@ -25,7 +25,7 @@ from sklearn.preprocessing import StandardScaler
 from ._engine import Readout
 from .errors import HeadsError
 
-__all__ = ["FeatureSpec", "GraderHeads", "head_features", "question_hash"]
+__all__ = ["FeatureSpec", "GraderHeads", "head_features", "model_of", "question_hash"]
 
 
 POOL_STATS = ("mean", "max")  # the order of `Readout.pooled`'s first axis
@@ -65,6 +65,11 @@ def head_features(readouts: Sequence[Readout], j: int | None, spec: FeatureSpec)
             parts.append(ro.yes_logit[j : j + 1])
         rows.append(np.concatenate(parts))
     return np.asarray(rows, dtype=np.float32)  # (n, d)
+
+
+def model_of(engine_id: str) -> str:
+    """The model part of an engine id ('embedded:smollm2-135m|bfloat16' -> 'embedded:smollm2-135m')."""
+    return engine_id.split("|", 1)[0]
 
 
 def question_hash(question_suffix_ids: Sequence[int]) -> str:
@@ -113,7 +118,7 @@ class GraderHeads:
 
     def check_compatible(self, engine_id: str, prompt_version: str, layers: Sequence[int]) -> None:
         diffs = []
-        if engine_id != self.engine_id:
+        if model_of(engine_id) != model_of(self.engine_id):  # the dtype may differ: heads serve under either
             diffs.append(f"grader model {engine_id!r} != fitted for {self.engine_id!r}")
         if prompt_version != self.prompt_version:
             diffs.append(f"prompt format {prompt_version} != fitted for {self.prompt_version}")

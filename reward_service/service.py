@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import re
 import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -245,6 +246,10 @@ def _settle(future: asyncio.Future, result: list | None = None, error: BaseExcep
         future.set_result(result)
 
 
+def _no_dtype(identity: str) -> str:
+    return re.sub(r"\|(?:bfloat16|float32|float16)\b", "", identity)
+
+
 class RewardService:
     """Holds the serving pipeline; loads it, reloads it atomically, scores through the batcher."""
 
@@ -275,7 +280,7 @@ class RewardService:
         except Exception as e:
             self.load_error = f"{type(e).__name__}: {e}"
             raise
-        if weights.reward_model != rm.identity:
+        if _no_dtype(weights.reward_model) != _no_dtype(rm.identity):  # the grader's dtype alone is no mismatch
             log.warning("weights %s were fitted with RM %s; serving RM %s", s.weights_path, weights.reward_model,
                         rm.identity)  # fmt: skip
         self.pipeline = Pipeline(

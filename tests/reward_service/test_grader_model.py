@@ -94,3 +94,18 @@ def test_heads_refuse_a_changed_question(default_grader):
     assert g.question_hashes()["apology"] != hashes["apology"]
     with pytest.raises(HeadsError, match="question changed .* apology"):
         g.grade([APOLOGY], ["apology"])
+
+
+def test_heads_serve_under_float32_and_bfloat16_and_agree(policy):
+    """Heads are fitted once; the dtype is the machine's choice, so both must serve and agree closely."""
+    from reward_service.config import load_settings
+    from reward_service.grader import Grader
+
+    items = [APOLOGY, NO_APOLOGY, RECIPE, REFUSAL]
+    by_dtype = {dt: Grader.from_settings(load_settings(grader_dtype=dt), policy=policy).grade(items)
+                for dt in ("float32", "bfloat16")}  # fmt: skip
+    f32, bf16 = by_dtype["float32"], by_dtype["bfloat16"]
+    worst = max(abs(p - bf16[i][name]) for i, d in enumerate(f32) for name, p in d.items())
+    assert worst <= 0.05, f"float32 and bfloat16 heads differ by up to {worst:.3f} in P(yes)"
+    for d in by_dtype.values():  # and both tell the same story
+        assert d[2]["fully_complies"] > 0.5 > d[3]["fully_complies"]
