@@ -10,7 +10,13 @@
 Prints wall time, tokens processed, tokens/s, the speed-up over (a), and the compute floor:
 2 x parameters x tokens processed / this CPU's measured matmul FLOP/s (in the grader's dtype).
 
+With --lengths, instead: real-length completions (texts of the gold set joined to ~N completion tokens)
+graded by the default heads path (`Grader.grade`, tokenisation included) under float32 and bfloat16, beside
+a bare forward pass of the same tokens in float32 (logits of the last position only), each dtype's compute
+floor, and the dtype `auto` picks on this machine.
+
     .venv/bin/python benchmarks/grader_throughput.py --n 8
+    .venv/bin/python benchmarks/grader_throughput.py --lengths 300,500,700
 """
 
 from __future__ import annotations
@@ -44,13 +50,75 @@ def matmul_flops(dtype: torch.dtype, n: int = 1536, reps: int = 20) -> float:
     return 2 * n**3 * reps / (time.perf_counter() - t)
 
 
+def long_items(rows: list[dict], tok, lengths: list[int]) -> list[dict]:
+    """One item per target length: a real prompt and real completion texts joined to ~n completion tokens."""
+    texts = [r["completion"][0]["content"] if isinstance(r["completion"], list) else r["completion"] for r in rows]
+    out = []
+    for n in lengths:
+        joined, i = "", 0
+        while len(tok(joined, add_special_tokens=False)["input_ids"]) < n:
+            joined += ("\n\n" if joined else "") + texts[i % len(texts)]
+            i += 1
+        ids = tok(joined, add_special_tokens=False)["input_ids"][:n]
+        out.append({"prompt": rows[0]["prompt"], "completion": tok.decode(ids), "response_type": "comply"})
+    return out
+
+
+def timed(fn, repeats: int = 3) -> float:
+    fn()  # warm-up
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def length_rows(args) -> None:
+    from reward_service.config import load_settings
+    from reward_service.grader import Grader
+    from reward_service.models import choose_dtype, matmul_gflops
+
+    policy = load_policy()
+    rows = [json.loads(line) for line in Path(args.data).read_text().splitlines() if line.strip()]
+    lengths = [int(x) for x in args.lengths.split(",")]
+    graders = {dt: Grader.from_settings(load_settings(grader_dtype=dt), policy=policy)
+               for dt in ("float32", "bfloat16")}  # fmt: skip
+    items = [parse_item(r, policy) for r in long_items(rows, graders["float32"].fmt.tok, lengths)]
+    rates = {dt: matmul_gflops(dt) * 1e9 for dt in graders}
+    lm32 = graders["float32"].engine.lm
+    params = sum(p.numel() for p in lm32.parameters())
+    print(f"{params / 1e6:.0f}M parameters; {torch.get_num_threads()} threads; matmul GFLOP/s: "
+          + ", ".join(f"{dt} {r / 1e9:.0f}" for dt, r in rates.items()) + f"; auto picks {choose_dtype('auto')}")
+    print("| completion tokens | tokens in pass | bare fp32 forward s | grade fp32 s | grade bf16 s | "
+          "fp32 / bare | bf16 / bare | floor fp32 s | floor bf16 s |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for n, item in zip(lengths, items, strict=True):
+        enc = graders["float32"].fmt.encode(list(item.conversation), item.completion, [])
+        ids = torch.tensor([enc.prefix_ids])
+        with torch.inference_mode():
+            bare = timed(lambda ids=ids: lm32(input_ids=ids, logits_to_keep=1))
+        grade = {dt: timed(lambda g=g, it=item: g.grade([it])) for dt, g in graders.items()}
+        t = ids.shape[1]
+        floors = {dt: 2 * params * t / r for dt, r in rates.items()}
+        print(f"| {n} | {t} | {bare:.3f} | {grade['float32']:.3f} | {grade['bfloat16']:.3f} | "
+              f"{grade['float32'] / bare:.2f} | {grade['bfloat16'] / bare:.2f} | {floors['float32']:.3f} | "
+              f"{floors['bfloat16']:.3f} |")  # fmt: skip
+    print("bare = one forward of the same token ids (logits of the last position); grade = Grader.grade on the item, "
+          "heads mode (tokenising, the forward, pooling, the heads); floor = 2 x parameters x tokens / matmul FLOP/s")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=8, help="completions to grade")
+    ap.add_argument("--lengths", default=None, help="e.g. 300,500,700: the real-length dtype table instead")
     ap.add_argument("--data", default=str(GOLD if GOLD.exists() else EXAMPLES), help="JSON lines of items")
     ap.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32"])
     ap.add_argument("--model", default=EMBEDDED_MODEL)
     args = ap.parse_args()
+    if args.lengths:
+        length_rows(args)
+        return
 
     policy = load_policy()
     tok, lm = load_causal_lm(args.model, args.dtype)
