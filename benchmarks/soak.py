@@ -46,8 +46,9 @@ def metric(text: str, name: str) -> float:
     return sum(float(v) for v in re.findall(rf"^{re.escape(name)}(?:{{[^}}]*}})? (\S+)$", text, re.M))
 
 
-async def soak(url: str, clients: int, seconds: float, seed: int = 0) -> dict:
-    """Run the load; returns counts, latencies and every answer that was neither a reward nor 429/503+reason."""
+async def soak(url: str, clients: int, seconds: float, seed: int = 0, pid: int | None = None) -> dict:
+    """Run the load; returns counts, latencies, every answer that was neither a reward nor 429/503+reason,
+    and (given the server's pid) its RSS sampled every 15 s."""
     items, rng = load_items(), random.Random(seed)
     stop = time.monotonic() + seconds
     statuses: Counter[str] = Counter()
@@ -77,9 +78,16 @@ async def soak(url: str, clients: int, seconds: float, seed: int = 0) -> dict:
             else:
                 bad.append(f"{r.status_code}: {r.text[:300]}")
 
+    rss_trace: list[tuple[float, float]] = []
+
+    async def sample_rss() -> None:
+        while pid is not None and time.monotonic() < stop:
+            rss_trace.append((round(seconds - (stop - time.monotonic())), round(rss_mib(pid), 1)))
+            await asyncio.sleep(15)
+
     async with httpx.AsyncClient(timeout=600) as c:
         t0 = time.perf_counter()
-        await asyncio.gather(*[client(c) for _ in range(clients)])
+        await asyncio.gather(sample_rss(), *[client(c) for _ in range(clients)])
         wall = time.perf_counter() - t0
     q = statistics.quantiles(latencies, n=20) if len(latencies) >= 2 else [float("nan")] * 19
     return {
@@ -91,6 +99,7 @@ async def soak(url: str, clients: int, seconds: float, seed: int = 0) -> dict:
         "items_per_s": round(n_items / wall, 2),
         "p50_s": round(statistics.median(latencies), 2) if latencies else None,
         "p95_s": round(q[18], 2),
+        "rss_trace_mib": rss_trace,
     }
 
 
@@ -107,7 +116,7 @@ def main() -> None:
         rss = {"ready": rss_mib(proc.pid)}
         asyncio.run(soak(url, args.clients, args.warmup, seed=1))
         rss["after_warmup"] = rss_mib(proc.pid)
-        out = asyncio.run(soak(url, args.clients, args.seconds))
+        out = asyncio.run(soak(url, args.clients, args.seconds, pid=proc.pid))
         rss["end"] = rss_mib(proc.pid)
         text = httpx.get(url + "/metrics").text
         out["metrics"] = {name: metric(text, name) for name in
@@ -125,6 +134,7 @@ def main() -> None:
           f"| {out['p95_s']} | {out['statuses']} | {len(out['bad'])} | {r['ready']}/{r['after_warmup']}/{r['end']} |")
     print(f"metrics: {out['metrics']}; server alive: {out['alive']}; RSS growth after warm-up: "
           f"{out['rss_growth_mib']} MiB")
+    print("RSS MiB every 15 s:", " ".join(f"{t}s:{m}" for t, m in out["rss_trace_mib"]))
     for line in out["bad"][:10]:
         print("bad:", line)
 
