@@ -66,8 +66,11 @@ STATUS: tuple[tuple[type[Exception], int, str], ...] = (
 
 
 def _is_type_tag(part: object) -> bool:
-    """Pydantic puts the tried union member into error locations ('str', 'Message', 'list[Message]')."""
-    return isinstance(part, str) and (part[:1].isupper() or "[" in part or part in {"str", "int", "float", "bool"})
+    """Pydantic puts the tried union member into error locations ('str', 'constrained-str', 'Message',
+    'list[Message]'); field names are lower-case identifiers."""
+    if not isinstance(part, str) or part.isdigit():
+        return False
+    return part[:1].isupper() or not part.isidentifier() or part in {"str", "int", "float", "bool"}
 
 
 #: HTTP errors raised by the framework itself (unknown path, wrong method, unreadable body) -> error type.
@@ -181,6 +184,8 @@ def create_app(
         loc = [str(x) for x in first.get("loc", ()) if x != "body" and not _is_type_tag(x)]
         field = "".join(f"[{x}]" if x.isdigit() else f".{x}" for x in loc).lstrip(".") or None
         message = first.get("msg", "")
+        if first.get("type") == "string_unicode":
+            message = "not valid Unicode text (a lone surrogate such as \\ud800?)"
         if first.get("type") == "json_invalid":
             field, message = "body", f"invalid JSON: {first.get('ctx', {}).get('error', message)}"
         detail = [ValidationIssue(loc=list(e.get("loc", ())), msg=e.get("msg", ""), type=e.get("type", ""))
