@@ -88,7 +88,7 @@ class Settings(BaseSettings):
         1024, ge=1, description="Items admitted and waiting for the grader; past it requests get 429 + Retry-After."
     )
     request_timeout_s: float = Field(
-        300.0, gt=0, description="A request not scored within this many seconds gets 503 (its items are dropped)."
+        300.0, gt=0, description="A request not started within this many seconds gets 503 (its items are dropped)."
     )
     batch_max_items: int = Field(32, ge=1, description="Dynamic batching: most items scored in one batch.")
     batch_max_wait_ms: float = Field(

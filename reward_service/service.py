@@ -93,6 +93,7 @@ class _Job:
     items: list[GradeItem]
     future: asyncio.Future
     run: Callable[[Pipeline, list[GradeItem]], list] | None = None  # set: runs alone, never merged
+    started: bool = False  # handed to the model thread: its deadline no longer applies
 
 
 @dataclass
@@ -100,8 +101,10 @@ class DynamicBatcher:
     """Merges concurrent scoring requests into batches run one at a time on the model thread.
 
     Admission is bounded: past `max_queue_items` waiting or running items a request is refused with
-    `OverloadedError` (HTTP 429) and an estimated wait. A request whose caller has gone (its future was
-    cancelled: client disconnected or deadline passed) is dropped before it reaches the model. If a merged
+    `OverloadedError` (HTTP 429) and an estimated wait. A request not started within its deadline gets
+    `RequestTimeout` (503); one already running is let finish (cancelling it would waste the work and,
+    under overload, every batch). A request whose caller has gone (client disconnected, or deadline) is
+    dropped before it reaches the model. If a merged
     batch fails, each request in it is run again alone, so one request's fault never fails another's.
     """
 
@@ -153,18 +156,24 @@ class DynamicBatcher:
             )
         fut = asyncio.get_running_loop().create_future()
         self._admit(n)
-        self._queue.put_nowait(_Job(pipeline, items, fut, run))
+        job = _Job(pipeline, items, fut, run)
+        self._queue.put_nowait(job)
         try:
-            return await asyncio.wait_for(fut, timeout_s)
-        except asyncio.CancelledError:  # the client went away
+            try:
+                return await asyncio.wait_for(asyncio.shield(fut), timeout_s)
+            except TimeoutError:
+                if job.started:  # being scored: finishing it beats throwing the work away
+                    return await fut
+                fut.cancel()
+                self.metrics.dropped.labels("deadline").inc(n)
+                raise RequestTimeout(
+                    f"not started within {timeout_s:g} s (RBR_REQUEST_TIMEOUT_S); the service is busy, retry later",
+                    self.retry_after(),
+                ) from None
+        except asyncio.CancelledError:  # the client went away: its items are dropped unless already running
+            fut.cancel()
             self.metrics.dropped.labels("client_gone").inc(n)
             raise
-        except TimeoutError:
-            self.metrics.dropped.labels("deadline").inc(n)
-            raise RequestTimeout(
-                f"not scored within {timeout_s:g} s (RBR_REQUEST_TIMEOUT_S); the service is busy, retry later",
-                self.retry_after(),
-            ) from None
 
     def _admit(self, n: int) -> None:
         self._pending += n
@@ -219,6 +228,8 @@ class DynamicBatcher:
     async def _run(self, batch: list[_Job], items: list[GradeItem]) -> None:
         loop = asyncio.get_running_loop()
         run = batch[0].run or self.run
+        for job in batch:
+            job.started = True
         t0 = time.perf_counter()
         try:
             results = await loop.run_in_executor(self.executor, run, batch[0].pipeline, items)

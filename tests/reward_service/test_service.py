@@ -178,3 +178,17 @@ def test_without_batching_each_request_runs_alone():
 
     _, rec = run_with({"max_items": 1, "max_wait_s": 0.0}, scenario)
     assert rec.batches == [[0], [1], [2], [3]]
+
+
+def test_a_request_already_running_when_its_deadline_passes_still_gets_its_result():
+    """Cancelling work in progress would waste it; under overload every batch would be thrown away."""
+
+    async def scenario(b, rec):
+        rec.gate.clear()
+        task = asyncio.create_task(b.submit("p", [3], timeout_s=0.05))
+        await asyncio.sleep(0.2)  # started, then its deadline passed while the model ran
+        rec.gate.set()
+        return await task
+
+    result, rec = run_with({"max_items": 8, "max_wait_s": 0.0}, scenario)
+    assert result == [6] and rec.batches == [[3]]
