@@ -154,6 +154,13 @@ class DynamicBatcher:
                 "(RBR_MAX_QUEUE_ITEMS); retry later",
                 self.retry_after(),
             )
+        if self._pending and timeout_s is not None and self._pending * self._item_s > timeout_s:
+            self.metrics.rejected.labels("would_time_out").inc()  # admitting it would only end in a 503
+            raise OverloadedError(
+                f"{self._pending} items are queued, about {self._pending * self._item_s:.0f} s of work, more than "
+                f"the request deadline of {timeout_s:g} s (RBR_REQUEST_TIMEOUT_S); retry later",
+                self.retry_after(),
+            )
         fut = asyncio.get_running_loop().create_future()
         self._admit(n)
         job = _Job(pipeline, items, fut, run)

@@ -144,6 +144,7 @@ def test_a_request_whose_caller_left_is_never_run():
 
 def test_a_request_past_its_deadline_times_out_and_is_never_run():
     async def scenario(b, rec):
+        b._item_s = 0.001  # the queue looks quick: it is admitted, then the blocked batch makes it wait
         rec.gate.clear()
         first = asyncio.create_task(b.submit("p", [0]))
         await asyncio.sleep(0.05)
@@ -192,3 +193,21 @@ def test_a_request_already_running_when_its_deadline_passes_still_gets_its_resul
 
     result, rec = run_with({"max_items": 8, "max_wait_s": 0.0}, scenario)
     assert result == [6] and rec.batches == [[3]]
+
+
+def test_a_request_that_could_not_start_before_its_deadline_is_refused_at_once():
+    async def scenario(b, rec):
+        b._item_s = 1.0  # measured: one second per item
+        rec.gate.clear()
+        held = asyncio.create_task(b.submit("p", [1, 2, 3]))
+        await asyncio.sleep(0.05)
+        with pytest.raises(OverloadedError) as e:
+            await b.submit("p", [4], timeout_s=2.0)  # 3 s of work ahead of it
+        fits = asyncio.create_task(b.submit("p", [5], timeout_s=10.0))
+        await asyncio.sleep(0.05)
+        rec.gate.set()
+        return e.value, await held, await fits
+
+    (err, held, fits), rec = run_with({"max_items": 8, "max_wait_s": 0.0}, scenario)
+    assert "RBR_REQUEST_TIMEOUT_S" in str(err) and err.retry_after >= 3
+    assert held == [2, 4, 6] and fits == [10] and all(4 not in batch for batch in rec.batches)
