@@ -86,7 +86,7 @@ def length_rows(args) -> None:
                for dt in ("float32", "bfloat16")}  # fmt: skip
     items = [parse_item(r, policy) for r in long_items(rows, graders["float32"].fmt.tok, lengths)]
     rates = {dt: matmul_gflops(dt) * 1e9 for dt in graders}
-    lm32 = graders["float32"].engine.lm
+    lm32 = graders["float32"].engine.model
     params = sum(p.numel() for p in lm32.parameters())
     print(f"{params / 1e6:.0f}M parameters; {torch.get_num_threads()} threads; matmul GFLOP/s: "
           + ", ".join(f"{dt} {r / 1e9:.0f}" for dt, r in rates.items()) + f"; auto picks {choose_dtype('auto')}")

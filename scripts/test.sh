@@ -18,4 +18,4 @@ for script in scripts/upstream_env.sh scripts/upstream_env_verl.sh; do
   fi
 done
 .venv/bin/ruff check .
-.venv/bin/python -m pytest -q "$@"
+.venv/bin/python -m pytest -q --durations=15 "$@"
