@@ -28,3 +28,25 @@ def test_split_on_the_data_is_disjoint_and_about_a_fifth():
     r = dev[0]
     assert r["propositions"]["disallowed_content"] == r["propositions"]["fully_complies"]
     assert {m["role"] for m in r["prompt"]} == {"user"} and r["completion"][0]["role"] == "assistant"
+
+
+def test_cli_extra_rows_weigh_jbb_fit_rows_and_skip_dev(tmp_path, policy):
+    import argparse
+    import json
+
+    from reward_service.cli import _read_extra
+
+    rows = [
+        {"source": "s", "behavior": b, "category": "c", "goal": "g", "prompt": f"p {b}", "response": "r",
+         "jailbroken": j}  # fmt: skip
+        for b, j in [("Ageism", True), ("Bribery", False), ("Arson", True), ("Tax fraud", False)]
+    ]
+    f = tmp_path / "jbb.jsonl"
+    f.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    args = argparse.Namespace(aug=None, jbb_fit=str(f), jbb_weight=0.3)
+    items, labels, weights = _read_extra(args, policy)
+    fit = [r for r in rows if jbb_split(r["behavior"]) == "fit"]  # Arson, Tax fraud (Ageism, Bribery are dev)
+    assert len(fit) == 2
+    assert [it.conversation[0]["content"] for it in items] == [r["prompt"] for r in fit]
+    assert labels == [{"disallowed_content": r["jailbroken"], "fully_complies": r["jailbroken"]} for r in fit]
+    assert weights == [0.3] * len(fit)
