@@ -186,16 +186,13 @@ def cmd_eval_grader(args: argparse.Namespace) -> int:
 
     from .evaluation import LabelledRow, bow_baseline, fold_indices, score_propositions
     from .grader import Grader
-    from .heads import FeatureSpec, fit_heads
+    from .heads import fit_heads
 
     settings = _settings(args).model_copy(update={"readout_cache": not args.no_cache})
     policy = load_policy(settings.policy_file)
     mode = args.mode or settings.mode
     items, labels = _read_gold(args.gold, policy)
-    aug_items, aug_labels = [], []
-    for f in args.aug or []:
-        i, lab = _read_gold(f, policy)
-        aug_items, aug_labels = aug_items + i, aug_labels + lab
+    aug_items, aug_labels, aug_weights = _read_extra(args, policy)
     names = _labelled_names(policy, labels)
     grader = Grader.from_settings(settings, "prompted" if args.cv else mode, policy)
     ros = grader.readouts(items, [names] * len(items), progress=not args.json)
@@ -213,7 +210,7 @@ def cmd_eval_grader(args: argparse.Namespace) -> int:
                 probs[p][i] = pr[p]
     else:
         aug_ros = grader.readouts(aug_items, [names] * len(aug_items), progress=not args.json) if aug_items else []
-        spec = FeatureSpec.from_dict(json.loads(args.head_spec)) if args.head_spec else _default_spec()
+        spec, overrides = _head_specs(args.head_spec)
         groups = [LabelledRow(it.conversation, it.completion, lab).group for it, lab in zip(items, labels, strict=True)]
         probs = {p: np.full(len(items), np.nan) for p in names}
         for train, test in fold_indices(groups, args.cv):
@@ -226,6 +223,8 @@ def cmd_eval_grader(args: argparse.Namespace) -> int:
                 prompt_version=grader.fmt.version,
                 layers=grader.engine.layers,
                 questions=grader.question_hashes(),
+                overrides=overrides,
+                weights=[1.0] * len(train) + aug_weights,
             )
             for i in test:
                 if mode == "calibrated":
@@ -251,10 +250,30 @@ def cmd_eval_grader(args: argparse.Namespace) -> int:
     return 0
 
 
-def _default_spec():
-    from .heads import FeatureSpec
+def _head_specs(text: str | None):
+    """(default FeatureSpec, per-proposition overrides) from --head-spec JSON or data/grader/head_spec.json."""
+    from .heads import load_head_specs
 
-    return FeatureSpec.from_dict(json.loads((DATA_DIR / "grader" / "head_spec.json").read_text()))
+    return load_head_specs(json.loads(text if text else (DATA_DIR / "grader" / "head_spec.json").read_text()))
+
+
+def _read_extra(args: argparse.Namespace, policy) -> tuple[list[GradeItem], list[dict[str, bool]], list[float]]:
+    """Extra training rows and their fit weights: every --aug file (1), then the JBB fit split (--jbb-weight)."""
+    from .grader import parse_item
+
+    items, labels = [], []
+    for f in args.aug or []:
+        i, lab = _read_gold(f, policy)
+        items, labels = items + i, labels + lab
+    weights = [1.0] * len(items)
+    if getattr(args, "jbb_fit", None):
+        from .jbb import jbb_rows
+
+        for n, r in enumerate(jbb_rows(args.jbb_fit, "fit"), 1):
+            items.append(parse_item(r, policy, f"{args.jbb_fit} fit row {n}"))
+            labels.append(dict(r["propositions"]))
+            weights.append(args.jbb_weight)
+    return items, labels, weights
 
 
 def _print_eval(result: dict, in_sample: bool) -> None:
@@ -307,22 +326,24 @@ def cmd_fit_grader(args: argparse.Namespace) -> int:
     from propositions import load_policy
 
     from .grader import Grader
-    from .heads import FeatureSpec, fit_heads
+    from .heads import fit_heads
 
     settings = _settings(args).model_copy(update={"readout_cache": not args.no_cache})
     policy = load_policy(settings.policy_file)
-    items, labels = [], []
-    for f in [args.gold, *(args.aug or [])]:
-        i, lab = _read_gold(f, policy)
-        items, labels = items + i, labels + lab
+    items, labels = _read_gold(args.gold, policy)
+    extra_items, extra_labels, extra_weights = _read_extra(args, policy)
+    weights = [1.0] * len(items) + extra_weights
+    items, labels = items + extra_items, labels + extra_labels
     names = _labelled_names(policy, labels)
     grader = Grader.from_settings(settings, "prompted", policy)
     ros = grader.readouts(items, [names] * len(items), progress=True)
-    spec = FeatureSpec.from_dict(json.loads(args.head_spec)) if args.head_spec else _default_spec()
+    spec, overrides = _head_specs(args.head_spec)
     info = {
-        "fitted_on": [Path(f).name for f in [args.gold, *(args.aug or [])]],
+        "fitted_on": [Path(f).name for f in [args.gold, *(args.aug or [])]]
+        + ([f"jbb fit split (weight {args.jbb_weight})"] if args.jbb_fit else []),
         "rows": len(items),
         "spec": spec.__dict__,
+        "overrides": {n: sp.__dict__ for n, sp in overrides.items()},
     }
     heads = fit_heads(
         ros,
@@ -334,6 +355,8 @@ def cmd_fit_grader(args: argparse.Namespace) -> int:
         layers=grader.engine.layers,
         questions=grader.question_hashes(),
         info=info,
+        overrides=overrides,
+        weights=weights,
     )
     out = Path(args.out) if args.out else settings.heads_path
     heads.save(out)
@@ -609,6 +632,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--mode", choices=MODES, help="grader mode (default: the embedded default's)")
     e.add_argument("--aug", action="append", help="extra labelled rows added to every fold's training data")
     e.add_argument("--head-spec", help="JSON FeatureSpec for --cv (default: data/grader/head_spec.json)")
+    e.add_argument("--jbb-fit", metavar="FILE", help="also fit every fold on the JailbreakBench fit split of FILE")
+    e.add_argument("--jbb-weight", type=float, default=0.3, help="fit weight of each JBB row (default 0.3)")
     e.add_argument("--no-baseline", action="store_true", help="skip the bag-of-words baseline")
     e.add_argument("--no-cache", action="store_true", help="do not cache grader readouts on disk")
     common(e)
@@ -619,6 +644,8 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--aug", action="append", help="more labelled rows (repeatable)")
     f.add_argument("--out", help="output .npz (default: the configured heads path)")
     f.add_argument("--head-spec", help="JSON FeatureSpec (default: data/grader/head_spec.json)")
+    f.add_argument("--jbb-fit", metavar="FILE", help="also fit on the JailbreakBench fit split of FILE (jbb.py)")
+    f.add_argument("--jbb-weight", type=float, default=0.3, help="fit weight of each JBB row (default 0.3)")
     f.add_argument("--no-cache", action="store_true", help="do not cache grader readouts on disk")
     common(f)
     f.set_defaults(func=cmd_fit_grader)

@@ -201,9 +201,17 @@ class Grader:
     # -- readouts -------------------------------------------------------------------------------------
 
     def _needs_questions(self, names: Sequence[str]) -> bool:
+        return bool(self.asked(names))
+
+    def asked(self, names: Sequence[str]) -> list[str]:
+        """The propositions among `names` whose question the grader LLM is asked (readout rows follow it).
+
+        Every one in modes 'prompted' and 'calibrated'; in mode 'heads' only those whose head reads the
+        question's answer state or log-odds (each asked question is a suffix forward).
+        """
         if self.mode != "heads":
-            return True
-        return any(self.heads.uses_question(n) for n in names)
+            return list(names)
+        return [n for n in names if self.heads.uses_question(n)]
 
     def _needs_answer_states(self, names: Sequence[str]) -> bool:
         if self.cache is not None:  # cached readouts serve every mode later
@@ -233,7 +241,7 @@ class Grader:
                 raise GraderError(f"grader failed: {type(e).__name__}: {e}") from e
         out = []
         for item, props in tqdm(list(zip(items, names, strict=True)), desc="grading", disable=not progress):
-            ask = props if self._needs_questions(props) else []
+            ask = self.asked(props)
             specs = [self.policy.propositions[p] for p in ask]
             path = self._cache_path(item, ask)
             if path is not None and path.exists():
@@ -293,7 +301,7 @@ class Grader:
         elif self.mode == "calibrated":
             p = np.array([self.heads.calibrate(name, float(z)) for name, z in zip(props, ro.yes_logit, strict=True)])
         else:
-            p = self.heads.predict(ro, props)
+            p = self.heads.predict(ro, props, self.asked(props))
         return {name: float(v) for name, v in zip(props, p, strict=True)}
 
 

@@ -25,7 +25,7 @@ from sklearn.preprocessing import StandardScaler
 from ._engine import Readout
 from .errors import HeadsError
 
-__all__ = ["FeatureSpec", "GraderHeads", "head_features", "model_of", "question_hash"]
+__all__ = ["FeatureSpec", "GraderHeads", "head_features", "load_head_specs", "model_of", "question_hash"]
 
 
 POOL_STATS = ("mean", "max")  # the order of `Readout.pooled`'s first axis
@@ -49,6 +49,16 @@ class FeatureSpec:
     @property
     def uses_question(self) -> bool:
         return bool(self.answer_layers) or self.logit
+
+
+def load_head_specs(d: Mapping) -> tuple[FeatureSpec, dict[str, FeatureSpec]]:
+    """A head spec file: a FeatureSpec, optionally with `"overrides": {proposition: {field: value, ...}}`.
+
+    Returns the default spec and, per overridden proposition, the default with its overrides applied.
+    """
+    base = {k: v for k, v in d.items() if k != "overrides"}
+    default = FeatureSpec.from_dict(base)
+    return default, {name: FeatureSpec.from_dict({**base, **o}) for name, o in d.get("overrides", {}).items()}
 
 
 def head_features(readouts: Sequence[Readout], j: int | None, spec: FeatureSpec) -> np.ndarray:
@@ -151,12 +161,14 @@ class GraderHeads:
         a, b = self.calibrators[name]
         return float(1.0 / (1.0 + np.exp(-(a * z + b))))
 
-    def predict(self, ro: Readout, names: Sequence[str]) -> np.ndarray:
-        """P(yes) for `names`, in order; `ro.yes_logit`/`ro.answer` rows follow `names` when asked."""
+    def predict(self, ro: Readout, names: Sequence[str], asked: Sequence[str] | None = None) -> np.ndarray:
+        """P(yes) for `names`, in order; `ro.yes_logit`/`ro.answer` rows follow `asked` (default: `names`)."""
+        asked = list(names if asked is None else asked)
         out = np.empty(len(names))
-        for j, name in enumerate(names):
+        for i, name in enumerate(names):
             head = self.heads[name]
-            out[j] = head.predict(head_features([ro], j if head.spec.uses_question else None, head.spec))[0]
+            j = asked.index(name) if head.spec.uses_question else None
+            out[i] = head.predict(head_features([ro], j, head.spec))[0]
         return out
 
     # -- fitting ---------------------------------------------------------------------------------------
@@ -171,14 +183,14 @@ class GraderHeads:
         return float(clf.coef_[0, 0]), float(clf.intercept_[0])
 
     @staticmethod
-    def fit_head(x: np.ndarray, y: np.ndarray, spec: FeatureSpec) -> _Head:
-        """Logistic regression on standardised features x (n, d) for labels y (n,)."""
+    def fit_head(x: np.ndarray, y: np.ndarray, spec: FeatureSpec, sample_weight: np.ndarray | None = None) -> _Head:
+        """Logistic regression on standardised features x (n, d) for labels y (n,), rows weighted if given."""
         if len(set(y.tolist())) < 2:  # a constant label: predict its (smoothed) rate
             p = float(np.clip(y.mean(), 1e-3, 1 - 1e-3))
             d = x.shape[1]
             return _Head(spec, np.zeros(d), np.ones(d), np.zeros(d), float(np.log(p / (1 - p))))
-        scaler = StandardScaler().fit(x)
-        clf = LogisticRegression(C=spec.C, max_iter=5000).fit(scaler.transform(x), y.astype(int))
+        scaler = StandardScaler().fit(x, sample_weight=sample_weight)
+        clf = LogisticRegression(C=spec.C, max_iter=5000).fit(scaler.transform(x), y.astype(int), sample_weight)
         return _Head(spec, scaler.mean_, scaler.scale_, clf.coef_[0].copy(), float(clf.intercept_[0]))
 
     # -- persistence -----------------------------------------------------------------------------------
@@ -242,8 +254,12 @@ def fit_heads(
     layers: Sequence[int],
     questions: Mapping[str, str],
     info: dict | None = None,
+    overrides: Mapping[str, FeatureSpec] | None = None,
+    weights: Sequence[float] | None = None,
 ) -> GraderHeads:
-    """Fit a calibrator and a head for each proposition in `names`.
+    """Fit a calibrator and a head for each proposition in `names` (with `spec`, or its entry in `overrides`).
+
+    `weights[i]` weighs row i in the heads' fits (default: every row 1).
 
     `readouts[i].yes_logit` / `.answer` rows follow `names`; `labels[i]` may lack some propositions
     (rows are used for the propositions they label).
@@ -256,5 +272,7 @@ def fit_heads(
         y = np.array([labels[i][name] for i in have], dtype=bool)
         sub = [readouts[i] for i in have]
         out.calibrators[name] = GraderHeads.fit_calibrator(np.array([ro.yes_logit[j] for ro in sub]), y)
-        out.heads[name] = GraderHeads.fit_head(head_features(sub, j, spec), y, spec)
+        sp = (overrides or {}).get(name, spec)
+        w = None if weights is None else np.array([weights[i] for i in have], dtype=float)
+        out.heads[name] = GraderHeads.fit_head(head_features(sub, j, sp), y, sp, w)
     return out

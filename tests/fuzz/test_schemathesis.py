@@ -17,7 +17,7 @@ from tests._server import rbr_server
 pytestmark = pytest.mark.model
 
 CONFIG = Path(__file__).with_name("schemathesis.toml")
-EXAMPLES = os.environ.get("RBR_FUZZ_EXAMPLES", "8")  # per operation and phase; more with the variable set
+EXAMPLES = os.environ.get("RBR_FUZZ_EXAMPLES", "5")  # per operation and phase; more with the variable set
 
 
 def test_the_served_spec_holds_under_schemathesis(tmp_path):

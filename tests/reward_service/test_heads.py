@@ -89,3 +89,46 @@ def test_mismatched_grader_is_refused(tmp_path):
     (tmp_path / "bad.npz").write_bytes(b"not an npz")
     with pytest.raises(HeadsError, match="not a valid heads file"):
         GraderHeads.load(tmp_path / "bad.npz")
+
+
+def test_overrides_give_one_proposition_its_own_spec():
+    from reward_service.heads import load_head_specs
+
+    default, overrides = load_head_specs(
+        {"pooled_stats": ["mean"], "pooled_layers": [1], "C": 1.0, "overrides": {"a": {"pooled_layers": [0, 1]}}}
+    )
+    assert default == FeatureSpec(pooled_stats=("mean",), pooled_layers=(1,), C=1.0)
+    assert overrides == {"a": FeatureSpec(pooled_stats=("mean",), pooled_layers=(0, 1), C=1.0)}
+    y = RNG.random(120) < 0.5
+    ros = fake_readouts(len(y), y.astype(float))
+    labels = [{"a": bool(v), "b": bool(v)} for v in y]
+    heads = fit_heads(ros, labels, ["a", "b"], default, engine_id="m", prompt_version="v", layers=(8, 12, 16, 20),
+                      questions={"a": "qa", "b": "qb"}, overrides=overrides)  # fmt: skip
+    assert heads.heads["a"].spec == overrides["a"] and heads.heads["a"].coef.shape == (2 * H,)
+    assert heads.heads["b"].spec == default and heads.heads["b"].coef.shape == (H,)
+    with pytest.raises(TypeError):
+        load_head_specs({"overrides": {"a": {"no_such_field": 1}}})
+
+
+def test_answer_rows_follow_the_asked_questions_only():
+    """A head reading answer states finds its row among the asked questions, not among all names."""
+    from reward_service.heads import load_head_specs
+
+    rng = np.random.default_rng(1)
+    y = rng.random(150) < 0.5
+    ros = []
+    for v in y:
+        pooled = rng.normal(size=(2, 4, H)).astype(np.float32)
+        answer = rng.normal(size=(2, 4, H)).astype(np.float32)  # rows: questions "x", "a"
+        answer[1, 2, 5] += 3.0 * v  # the signal sits in the answer state of question "a"
+        ros.append(Readout(np.zeros(2), pooled, answer, 10))
+    default, overrides = load_head_specs({"pooled_layers": [0], "C": 1.0, "overrides": {"a": {"answer_layers": [2]}}})
+    labels = [{"a": bool(v), "x": bool(v)} for v in y]
+    heads = fit_heads(ros, labels, ["x", "a"], default, engine_id="m", prompt_version="v", layers=(8, 12, 16, 20),
+                      questions={"x": "qx", "a": "qa"}, overrides=overrides)  # fmt: skip
+    assert heads.uses_question("a") and not heads.uses_question("x")
+    # served: the grader asks only "a", so the readout holds one answer row
+    served = [Readout(np.zeros(1), ro.pooled, ro.answer[1:], 10) for ro in ros]
+    p = np.array([heads.predict(ro, ["x", "a"], asked=["a"])[1] for ro in served])
+    assert ((p >= 0.5) == y).mean() > 0.9
+    np.testing.assert_allclose(p, [heads.predict(ro, ["x", "a"])[1] for ro in ros])  # same as all asked

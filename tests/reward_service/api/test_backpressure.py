@@ -109,10 +109,10 @@ def test_an_unlabelled_openrlhf_sample_gets_the_default_response_type(small_queu
 
 
 def test_a_short_soak_past_capacity_answers_every_request_with_a_reward_or_a_reasoned_refusal(small_queue):
-    """32 clients for 20 s against a 4-item queue (benchmarks/soak.py runs the long version)."""
+    """32 clients for 12 s against a 4-item queue (benchmarks/soak.py runs the long version)."""
     from benchmarks.soak import soak
 
-    out = asyncio.run(soak(small_queue, clients=32, seconds=20))
+    out = asyncio.run(soak(small_queue, clients=32, seconds=12))
     assert out["bad"] == [], out["bad"][:5]
     assert out["statuses"].get("200", 0) > 0 and out["statuses"].get("429", 0) > 0, out["statuses"]
     assert set(out["statuses"]) <= {"200", "429", "503"}, out["statuses"]
