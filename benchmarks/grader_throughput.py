@@ -151,10 +151,10 @@ def main() -> None:
         ref = logits if ref is None else ref
         results[strategy] = (wall, tokens, float(np.abs(logits - ref).max()))
     bare = [replace(e, suffix_ids=[]) for e in encs]
-    engine.pooled_batch(bare[:2])  # warm-up
+    engine.pooled(bare[:2])  # warm-up
     for bs in (1, 8):
         t = time.perf_counter()
-        ros = engine.pooled_batch(bare, batch_size=bs)
+        ros = engine.pooled(bare, batch_size=bs)
         results[f"heads b{bs}"] = (time.perf_counter() - t, sum(r.tokens for r in ros), float("nan"))
 
     base = results["naive"][0]

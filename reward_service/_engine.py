@@ -10,15 +10,16 @@ each question). Three strategies compute the same numbers (they differ by float 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
 
 import numpy as np
 import torch
 
 from ._prompt import EncodedItem
 
-__all__ = ["READOUT_VERSION", "Readout", "Strategy", "TransformersEngine", "YES_WORDS", "NO_WORDS"]
+__all__ = ["GraderEngine", "READOUT_VERSION", "Readout", "Strategy", "TransformersEngine", "YES_WORDS", "NO_WORDS"]
 
 YES_WORDS = ("yes", "Yes", " yes", " Yes", "YES")
 NO_WORDS = ("no", "No", " no", " No", "NO")
@@ -34,6 +35,24 @@ class Readout:
     tokens: int  # tokens processed for this item
 
 
+class GraderEngine(Protocol):
+    """What the Grader asks of an engine (transformers here; `_logprob_engines` for vLLM and OpenAI servers)."""
+
+    layers: tuple[int, ...]  # hidden-state layers read out; () = none (modes 'prompted'/'calibrated' only)
+
+    def readout(self, enc: EncodedItem, strategy: Strategy = "prefix", answer_states: bool = True) -> Readout:
+        """One item: the yes/no log-odds of each of its questions (and hidden states, where the engine has them)."""
+        ...
+
+    def readout_many(self, encs: Sequence[EncodedItem], answer_states: bool = False) -> list[Readout]:
+        """Many items, as fast as the engine can (serving engines send them concurrently); one failure fails all."""
+        ...
+
+    def pooled(self, encs: Sequence[EncodedItem]) -> list[Readout]:
+        """Prefix-only readouts (no questions): the pooled completion states that question-free heads read."""
+        ...
+
+
 def _single_token_ids(tok, words: tuple[str, ...]) -> list[int]:
     ids = []
     for w in words:
@@ -46,8 +65,8 @@ def _single_token_ids(tok, words: tuple[str, ...]) -> list[int]:
 class TransformersEngine:
     """Wraps a causal LM for grading. `layers` are the hidden-state layers read out (0 = embeddings)."""
 
-    def __init__(self, tokenizer, model, layers: tuple[int, ...] = (8, 12, 16, 20)) -> None:
-        self.tok, self.model = tokenizer, model
+    def __init__(self, tokenizer, model, layers: tuple[int, ...] = (8, 12, 16, 20), batch_size: int = 1) -> None:
+        self.tok, self.model, self.batch_size = tokenizer, model, batch_size
         n = model.config.num_hidden_layers
         self.layers = tuple(min(layer, n) for layer in layers)
         self.yes_ids = _single_token_ids(tokenizer, YES_WORDS)
@@ -89,9 +108,13 @@ class TransformersEngine:
             sum(len(s) for s in seqs),
         )
 
+    def readout_many(self, encs: Sequence[EncodedItem], answer_states: bool = False) -> list[Readout]:
+        return [self.readout(enc, "prefix", answer_states) for enc in encs]
+
     @torch.inference_mode()
-    def pooled_batch(self, encs: list[EncodedItem], batch_size: int = 1) -> list[Readout]:
-        """Prefix-only readouts (no questions) for many items, batched by similar length."""
+    def pooled(self, encs: Sequence[EncodedItem], batch_size: int | None = None) -> list[Readout]:
+        """Prefix-only readouts (no questions) for many items, `batch_size` at a time, batched by similar length."""
+        batch_size = batch_size or self.batch_size
         order = sorted(range(len(encs)), key=lambda i: len(encs[i].prefix_ids))
         out: list[Readout | None] = [None] * len(encs)
         for start in range(0, len(order), batch_size):

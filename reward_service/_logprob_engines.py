@@ -45,11 +45,17 @@ def yes_logit_from_top(
     return float(ly - ln)
 
 
+def _no_hidden_states(backend: str) -> GraderError:
+    return GraderError(
+        f"grader_backend {backend!r} returns no hidden states, which mode 'heads' reads; "
+        "use grader_backend 'transformers', or mode 'prompted' / 'calibrated'"
+    )
+
+
 class OpenAIEngine:
     """P(yes) from an OpenAI-compatible /v1/completions server (vLLM)."""
 
     layers: tuple[int, ...] = ()  # no hidden states: modes 'prompted' and 'calibrated' only
-    has_hidden_states = False
 
     def __init__(
         self,
@@ -121,16 +127,18 @@ class OpenAIEngine:
     def readout(self, enc: EncodedItem, strategy: str = "prefix", answer_states: bool = False) -> Readout:
         return self._complete(enc)
 
-    def readout_many(self, encs: Sequence[EncodedItem]) -> list[Readout]:
+    def readout_many(self, encs: Sequence[EncodedItem], answer_states: bool = False) -> list[Readout]:
         """All items' questions, `concurrency` requests in flight; one failure fails the batch."""
         return list(self._pool.map(self._complete, encs))
+
+    def pooled(self, encs: Sequence[EncodedItem]) -> list[Readout]:
+        raise _no_hidden_states("openai")
 
 
 class VLLMEngine:
     """P(yes) from vLLM in process (prefix caching on); for GPU boxes with `pip install 'rbr[vllm]'`."""
 
     layers: tuple[int, ...] = ()
-    has_hidden_states = False
 
     def __init__(
         self, model: str, yes_ids: Sequence[int], no_ids: Sequence[int], logprobs: int = 20, dtype: str = "bfloat16",
@@ -151,7 +159,10 @@ class VLLMEngine:
     def readout(self, enc: EncodedItem, strategy: str = "prefix", answer_states: bool = False) -> Readout:
         return self.readout_many([enc])[0]
 
-    def readout_many(self, encs: Sequence[EncodedItem]) -> list[Readout]:
+    def pooled(self, encs: Sequence[EncodedItem]) -> list[Readout]:
+        raise _no_hidden_states("vllm")
+
+    def readout_many(self, encs: Sequence[EncodedItem], answer_states: bool = False) -> list[Readout]:
         from vllm.inputs import TokensPrompt
 
         prompts = [TokensPrompt(prompt_token_ids=e.prefix_ids + s) for e in encs for s in e.suffix_ids]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,7 @@ from tqdm import tqdm
 
 from propositions import Policy
 
-from ._engine import READOUT_VERSION, Readout, Strategy, TransformersEngine
+from ._engine import READOUT_VERSION, GraderEngine, Readout
 from ._prompt import PromptFormat
 from .errors import GraderError, HeadsError, InputError, LimitError
 
@@ -29,6 +30,7 @@ __all__ = ["GradeItem", "Grader", "Mode", "MODES", "parse_item"]
 
 Mode = Literal["prompted", "calibrated", "heads"]
 MODES: tuple[Mode, ...] = ("prompted", "calibrated", "heads")
+READOUT_CHUNK = 32  # items per engine call when questions are asked (progress and cache writes between calls)
 
 
 @dataclass(frozen=True)
@@ -132,13 +134,12 @@ class Grader:
     def __init__(
         self,
         policy: Policy,
-        engine: TransformersEngine,
+        engine: GraderEngine,
         prompt_format: PromptFormat,
         mode: Mode = "prompted",
         heads=None,  # heads.GraderHeads, needed for 'calibrated' and 'heads'
         engine_id: str = "",
         cache: Path | None = None,
-        batch_size: int = 1,
     ) -> None:
         if mode not in MODES:
             raise InputError("mode", f"unknown mode {mode!r}; modes are {', '.join(MODES)}")
@@ -149,7 +150,6 @@ class Grader:
         self.policy, self.engine, self.fmt, self.mode, self.heads = policy, engine, prompt_format, mode, heads
         self.engine_id = engine_id
         self.cache = cache
-        self.batch_size = batch_size
 
     @property
     def mode_id(self) -> str:
@@ -162,7 +162,7 @@ class Grader:
         from propositions import load_policy
 
         from .heads import GraderHeads
-        from .models import cache_dir, choose_dtype, load_causal_lm
+        from .models import cache_dir
 
         policy = policy or load_policy(settings.policy_file)
         mode = mode or settings.mode
@@ -172,21 +172,15 @@ class Grader:
                 f"mode 'heads' reads hidden states, which only grader_backend 'transformers' has; "
                 f"grader_backend {s.grader_backend!r} grades in mode 'prompted' (or 'calibrated')"
             )
-        if s.grader_backend == "transformers":
-            dtype = choose_dtype(s.grader_dtype)
-            tok, lm = load_causal_lm(s.grader_model, dtype, s.grader_threads)
-            engine = TransformersEngine(tok, lm)
-            engine_id = f"{s.grader_model}|{dtype}"
-        else:
-            tok, engine, engine_id = _logprob_engine(s)
+        tok, engine, engine_id = load_engine(s)
         fmt = PromptFormat(tok, s.max_conversation_tokens, s.max_completion_tokens)
         heads = GraderHeads.load(s.heads_path) if mode != "prompted" else None
         cache = cache_dir() / "readouts" if settings.readout_cache else None
-        return cls(policy, engine, fmt, mode, heads, engine_id, cache, settings.grader_batch_size)
+        return cls(policy, engine, fmt, mode, heads, engine_id, cache)
 
     def with_policy(self, policy: Policy) -> Grader:
         """The same LLM, prompt format and heads under another policy (checked: heads must know its questions)."""
-        g = Grader(policy, self.engine, self.fmt, self.mode, self.heads, self.engine_id, self.cache, self.batch_size)
+        g = Grader(policy, self.engine, self.fmt, self.mode, self.heads, self.engine_id, self.cache)
         if self.mode != "prompted":
             names = sorted({n for rt in policy.response_types for n in policy.required_propositions(rt)})
             self.heads.check_questions(g.question_hashes(), names, self.mode)
@@ -222,48 +216,33 @@ class Grader:
         self,
         items: Sequence[GradeItem],
         names: Sequence[Sequence[str]],
-        strategy: Strategy = "prefix",
         progress: bool = False,
     ) -> list[Readout]:
         """The grader LLM's readout of each item for its proposition names (cached on disk if enabled)."""
         if self.cache is None and not any(self._needs_questions(p) for p in names):
-            return self._pooled_only(items)
-        if hasattr(self.engine, "readout_many"):  # a serving engine: all items at once, concurrently
-            try:
-                encs = [
-                    self.fmt.encode(list(it.conversation), it.completion, [self.policy.propositions[p] for p in ps])
-                    for it, ps in zip(items, names, strict=True)
-                ]
-                return self.engine.readout_many(encs)
-            except GraderError:
-                raise
-            except Exception as e:
-                raise GraderError(f"grader failed: {type(e).__name__}: {e}") from e
-        out = []
-        for item, props in tqdm(list(zip(items, names, strict=True)), desc="grading", disable=not progress):
+            encs = [self.fmt.encode(list(it.conversation), it.completion, []) for it in items]
+            return _engine_call(self.engine.pooled, encs)
+        out: list[Readout | None] = [None] * len(items)
+        todo: list[tuple[int, list[str], Path | None]] = []
+        for i, (item, props) in enumerate(zip(items, names, strict=True)):
             ask = self.asked(props)
-            specs = [self.policy.propositions[p] for p in ask]
             path = self._cache_path(item, ask)
             if path is not None and path.exists():
-                out.append(_load_readout(path))
-                continue
-            try:
-                enc = self.fmt.encode(list(item.conversation), item.completion, specs)
-                ro = self.engine.readout(enc, strategy, answer_states=self._needs_answer_states(ask))
-            except Exception as e:  # a failed forward is an error for the whole batch, never a default
-                raise GraderError(f"grader forward pass failed: {type(e).__name__}: {e}") from e
-            if path is not None:
-                _save_readout(path, ro)
-            out.append(ro)
-        return out
-
-    def _pooled_only(self, items: Sequence[GradeItem]) -> list[Readout]:
-        """Heads that read no question: one batched forward pass per group of items serves all propositions."""
-        try:
-            encs = [self.fmt.encode(list(it.conversation), it.completion, []) for it in items]
-            return self.engine.pooled_batch(encs, self.batch_size)
-        except Exception as e:
-            raise GraderError(f"grader forward pass failed: {type(e).__name__}: {e}") from e
+                out[i] = _load_readout(path)
+            else:
+                todo.append((i, ask, path))
+        with tqdm(total=len(todo), desc="grading", disable=not progress or not todo, file=sys.stderr) as bar:
+            for start in range(0, len(todo), READOUT_CHUNK):
+                chunk = todo[start : start + READOUT_CHUNK]
+                encs = [self.fmt.encode(list(items[i].conversation), items[i].completion,
+                                        [self.policy.propositions[p] for p in ask]) for i, ask, _ in chunk]  # fmt: skip
+                states = any(self._needs_answer_states(ask) for _, ask, _ in chunk)
+                for (i, _, path), ro in zip(chunk, _engine_call(self.engine.readout_many, encs, states), strict=True):
+                    if path is not None:
+                        _save_readout(path, ro)
+                    out[i] = ro
+                bar.update(len(chunk))
+        return out  # type: ignore[return-value]
 
     def _cache_path(self, item: GradeItem, props: Sequence[str]) -> Path | None:
         if self.cache is None:
@@ -305,8 +284,20 @@ class Grader:
         return {name: float(v) for name, v in zip(props, p, strict=True)}
 
 
-def _logprob_engine(s) -> tuple[Any, Any, str]:
-    """(tokenizer, engine, engine id) of the 'openai' or 'vllm' grader backend."""
+def load_engine(s) -> tuple[Any, GraderEngine, str]:
+    """The one engine factory: (tokenizer, engine, engine id) for settings' grader_backend.
+
+    The engine id names the model (and, for transformers, the dtype): cached readouts are keyed by it,
+    and heads are checked against its model part.
+    """
+    if s.grader_backend == "transformers":
+        from ._engine import TransformersEngine
+        from .models import choose_dtype, load_causal_lm
+
+        dtype = choose_dtype(s.grader_dtype)
+        tok, lm = load_causal_lm(s.grader_model, dtype, s.grader_threads)
+        return tok, TransformersEngine(tok, lm, batch_size=s.grader_batch_size), f"{s.grader_model}|{dtype}"
+
     from transformers import AutoTokenizer
 
     from ._engine import NO_WORDS, YES_WORDS, _single_token_ids
@@ -329,6 +320,16 @@ def _logprob_engine(s) -> tuple[Any, Any, str]:
     engine = OpenAIEngine(s.grader_url, name, tok, yes, no, s.grader_logprobs, s.grader_timeout_s,
                           s.grader_concurrency)  # fmt: skip
     return tok, engine, f"openai:{name}"
+
+
+def _engine_call(fn, *args) -> list[Readout]:
+    """Call an engine; anything it raises that is not already a GraderError becomes one (never a default)."""
+    try:
+        return fn(*args)
+    except GraderError:
+        raise
+    except Exception as e:
+        raise GraderError(f"grader forward pass failed: {type(e).__name__}: {e}") from e
 
 
 def _save_readout(path: Path, ro: Readout) -> None:

@@ -1,0 +1,86 @@
+"""The Grader's side of the engine interface (`GraderEngine`), with a stand-in engine (unit test only).
+
+The real engines are tested against the real model (test_grader_model.py) and a mock HTTP transport
+(test_logprob_engines.py); here: what the Grader does with whatever an engine returns or raises.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+import pytest
+
+from reward_service._engine import GraderEngine, Readout, TransformersEngine
+from reward_service._logprob_engines import OpenAIEngine, VLLMEngine
+from reward_service._prompt import EncodedItem
+from reward_service.errors import GraderError
+from reward_service.grader import READOUT_CHUNK, GradeItem, Grader
+
+ITEM = GradeItem(({"role": "user", "content": "hi"},), "hello", "comply")
+
+
+class Tok:
+    chat_template = None
+
+    def __call__(self, text, add_special_tokens=False):
+        return {"input_ids": [ord(c) % 97 for c in text]}
+
+
+class StandInEngine:
+    """Counts calls; answers log-odds 1.0 per question, or raises `fail`."""
+
+    layers: tuple[int, ...] = ()
+
+    def __init__(self, fail: Exception | None = None) -> None:
+        self.fail, self.calls = fail, []
+
+    def readout(self, enc: EncodedItem, strategy="prefix", answer_states=True) -> Readout:
+        return self.readout_many([enc], answer_states)[0]
+
+    def readout_many(self, encs, answer_states=False) -> list[Readout]:
+        self.calls.append(len(encs))
+        if self.fail:
+            raise self.fail
+        return [Readout(np.ones(len(e.suffix_ids), np.float32), np.zeros((2, 0, 0)), None, 1) for e in encs]
+
+    def pooled(self, encs) -> list[Readout]:
+        raise AssertionError("prompted mode asks questions: pooled() is never called")
+
+
+def _grader(policy, engine) -> Grader:
+    from reward_service._prompt import PromptFormat
+
+    return Grader(policy, engine, PromptFormat(Tok()), "prompted")
+
+
+@pytest.mark.parametrize("cls", [TransformersEngine, OpenAIEngine, VLLMEngine, StandInEngine])
+def test_every_engine_implements_the_protocol(cls):
+    """Each Protocol method exists and takes the Protocol's parameters (by name, in order)."""
+    for name in ("readout", "readout_many", "pooled"):
+        want = list(inspect.signature(getattr(GraderEngine, name)).parameters)
+        have = list(inspect.signature(getattr(cls, name)).parameters)
+        assert have[: len(want)] == want, f"{cls.__name__}.{name}{tuple(have)} != GraderEngine.{name}{tuple(want)}"
+
+
+def test_items_go_to_the_engine_in_chunks(policy):
+    engine = StandInEngine()
+    n = READOUT_CHUNK + 3
+    probs = _grader(policy, engine).grade([ITEM] * n, ["apology"])
+    assert engine.calls == [READOUT_CHUNK, 3]
+    assert [p["apology"] for p in probs] == pytest.approx([1 / (1 + np.exp(-1.0))] * n)
+
+
+def test_an_engine_failure_is_a_grader_error_never_a_default(policy):
+    with pytest.raises(GraderError, match="grader forward pass failed: RuntimeError: boom"):
+        _grader(policy, StandInEngine(RuntimeError("boom"))).grade([ITEM], ["apology"])
+    own = GraderError("grader server http://x answered 500")
+    with pytest.raises(GraderError) as e:
+        _grader(policy, StandInEngine(own)).grade([ITEM], ["apology"])
+    assert e.value is own  # engine errors pass through unchanged
+
+
+def test_serving_engines_refuse_hidden_state_readouts():
+    engine = OpenAIEngine.__new__(OpenAIEngine)  # no server needed: pooled() fails before any I/O
+    with pytest.raises(GraderError, match="grader_backend 'openai' returns no hidden states.*'transformers'"):
+        engine.pooled([])
