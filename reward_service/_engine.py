@@ -10,6 +10,7 @@ each question). Three strategies compute the same numbers (they differ by float 
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
@@ -51,6 +52,40 @@ class GraderEngine(Protocol):
     def pooled(self, encs: Sequence[EncodedItem]) -> list[Readout]:
         """Prefix-only readouts (no questions): the pooled completion states that question-free heads read."""
         ...
+
+
+class _Stop(Exception):
+    """Raised by the hook on the deepest read-out layer: the layers above it are never run."""
+
+
+def _read_layers(base, layers: tuple[int, ...], **inputs) -> dict[int, torch.Tensor]:
+    """{layer: (n, T, H)} hidden states of `base` (0 = embeddings), running no layer above max(layers).
+
+    Forward hooks capture the states and stop the pass after the deepest layer; they act only in the
+    calling thread (another thread's forward through the same model is untouched) and are removed after.
+    """
+    got: dict[int, torch.Tensor] = {}
+    owner, deepest = threading.get_ident(), max(layers)
+
+    def hook(layer: int):
+        def capture(module, args, out) -> None:
+            if threading.get_ident() == owner:
+                got[layer] = out[0] if isinstance(out, tuple) else out
+                if layer == deepest:
+                    raise _Stop
+
+        return capture
+
+    mods = {layer: base.embed_tokens if layer == 0 else base.layers[layer - 1] for layer in set(layers)}
+    handles = [m.register_forward_hook(hook(layer)) for layer, m in mods.items()]
+    try:
+        base(**inputs, use_cache=False)
+    except _Stop:
+        pass
+    finally:
+        for h in handles:
+            h.remove()
+    return got
 
 
 def _single_token_ids(tok, words: tuple[str, ...]) -> list[int]:
@@ -126,7 +161,7 @@ class TransformersEngine:
             for r, s in enumerate(seqs):
                 ids[r, : len(s)] = torch.tensor(s)
                 mask[r, : len(s)] = 1
-            hs = self.base(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states
+            hs = _read_layers(self.base, self.layers, input_ids=ids, attention_mask=mask)  # no layer above the deepest
             for r, i in enumerate(idx):  # completion spans lie before the padding: pads never enter a pool
                 out[i] = Readout(
                     np.zeros(0, np.float32), self._pool(hs, r, encs[i].completion_span), None, len(seqs[r])

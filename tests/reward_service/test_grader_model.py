@@ -73,6 +73,12 @@ def test_prefix_reuse_matches_full_forward_passes(prompted_grader):
     np.testing.assert_allclose(prefix.answer, naive.answer, atol=1e-3)
     np.testing.assert_allclose(prefix.pooled, naive.pooled, atol=1e-3)
     assert prefix.tokens < naive.tokens
+    # question-free readouts run only the layers up to the deepest read-out layer, and read the same states
+    assert max(engine.layers) < len(engine.base.layers)
+    (short,) = engine.pooled([g.fmt.encode(list(APOLOGY.conversation), APOLOGY.completion, [])])
+    np.testing.assert_allclose(short.pooled, prefix.pooled, atol=1e-4)
+    again = engine.readout(enc, "prefix")  # the full model is untouched (no hook left behind)
+    np.testing.assert_allclose(again.yes_logit, prefix.yes_logit, atol=1e-6)
 
 
 def test_unknown_proposition_is_rejected(default_grader):
