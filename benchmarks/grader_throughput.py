@@ -90,22 +90,26 @@ def length_rows(args) -> None:
     params = sum(p.numel() for p in lm32.parameters())
     print(f"{params / 1e6:.0f}M parameters; {torch.get_num_threads()} threads; matmul GFLOP/s: "
           + ", ".join(f"{dt} {r / 1e9:.0f}" for dt, r in rates.items()) + f"; auto picks {choose_dtype('auto')}")
-    print("| completion tokens | tokens in pass | bare fp32 forward s | grade fp32 s | grade bf16 s | "
-          "fp32 / bare | bf16 / bare | floor fp32 s | floor bf16 s |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| completion tokens | tokens in pass | bare fp32 completion s | bare fp32 pass s | grade fp32 s | "
+          "grade bf16 s | fp32 / bare completion | fp32 / bare pass | bf16 / bare pass | floor fp32 s | floor bf16 s |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for n, item in zip(lengths, items, strict=True):
         enc = graders["float32"].fmt.encode(list(item.conversation), item.completion, [])
         ids = torch.tensor([enc.prefix_ids])
+        comp = torch.tensor([enc.prefix_ids[slice(*enc.completion_span)]])  # the completion's own tokens
         with torch.inference_mode():
             bare = timed(lambda ids=ids: lm32(input_ids=ids, logits_to_keep=1))
+            bare_c = timed(lambda ids=comp: lm32(input_ids=ids, logits_to_keep=1))
         grade = {dt: timed(lambda g=g, it=item: g.grade([it])) for dt, g in graders.items()}
         t = ids.shape[1]
         floors = {dt: 2 * params * t / r for dt, r in rates.items()}
-        print(f"| {n} | {t} | {bare:.3f} | {grade['float32']:.3f} | {grade['bfloat16']:.3f} | "
-              f"{grade['float32'] / bare:.2f} | {grade['bfloat16'] / bare:.2f} | {floors['float32']:.3f} | "
-              f"{floors['bfloat16']:.3f} |")  # fmt: skip
-    print("bare = one forward of the same token ids (logits of the last position); grade = Grader.grade on the item, "
-          "heads mode (tokenising, the forward, pooling, the heads); floor = 2 x parameters x tokens / matmul FLOP/s")
+        print(f"| {n} | {t} | {bare_c:.3f} | {bare:.3f} | {grade['float32']:.3f} | {grade['bfloat16']:.3f} | "
+              f"{grade['float32'] / bare_c:.2f} | {grade['float32'] / bare:.2f} | {grade['bfloat16'] / bare:.2f} | "
+              f"{floors['float32']:.3f} | {floors['bfloat16']:.3f} |")  # fmt: skip
+    print("bare = one full forward of the model in fp32 (logits of the last position only) over the completion's own "
+          "tokens, or over the grader pass's tokens (instructions + request + completion); grade = Grader.grade on the "
+          "item, heads mode (tokenising, the forward up to the deepest read-out layer, pooling, the heads); "
+          "floor = 2 x parameters x tokens in pass / matmul FLOP/s")
 
 
 def main() -> None:
