@@ -64,6 +64,9 @@ def _read_layers(base, layers: tuple[int, ...], **inputs) -> dict[int, torch.Ten
     Forward hooks capture the states and stop the pass after the deepest layer; they act only in the
     calling thread (another thread's forward through the same model is untouched) and are removed after.
     """
+    if max(layers) >= len(base.layers):  # the last entry of hidden_states is the normed output: HF's own pass
+        hs = base(**inputs, output_hidden_states=True, use_cache=False).hidden_states
+        return {layer: hs[layer] for layer in layers}
     got: dict[int, torch.Tensor] = {}
     owner, deepest = threading.get_ident(), max(layers)
 

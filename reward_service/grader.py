@@ -194,9 +194,6 @@ class Grader:
 
     # -- readouts -------------------------------------------------------------------------------------
 
-    def _needs_questions(self, names: Sequence[str]) -> bool:
-        return bool(self.asked(names))
-
     def asked(self, names: Sequence[str]) -> list[str]:
         """The propositions among `names` whose question the grader LLM is asked (readout rows follow it).
 
@@ -219,7 +216,7 @@ class Grader:
         progress: bool = False,
     ) -> list[Readout]:
         """The grader LLM's readout of each item for its proposition names (cached on disk if enabled)."""
-        if self.cache is None and not any(self._needs_questions(p) for p in names):
+        if self.cache is None and not any(self.asked(p) for p in names):
             encs = [self.fmt.encode(list(it.conversation), it.completion, []) for it in items]
             return _engine_call(self.engine.pooled, encs)
         out: list[Readout | None] = [None] * len(items)

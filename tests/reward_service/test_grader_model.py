@@ -79,6 +79,10 @@ def test_prefix_reuse_matches_full_forward_passes(prompted_grader):
     np.testing.assert_allclose(short.pooled, prefix.pooled, atol=1e-4)
     again = engine.readout(enc, "prefix")  # the full model is untouched (no hook left behind)
     np.testing.assert_allclose(again.yes_logit, prefix.yes_logit, atol=1e-6)
+    # reading the last layer too (a model with fewer layers than the defaults): the same states as `readout`
+    last = TransformersEngine(engine.tok, engine.model, layers=(4, len(engine.base.layers)))
+    (short_last,) = last.pooled([g.fmt.encode(list(APOLOGY.conversation), APOLOGY.completion, [])])
+    np.testing.assert_allclose(short_last.pooled, last.readout(enc, "prefix").pooled, atol=1e-4)
 
 
 def test_unknown_proposition_is_rejected(default_grader):
