@@ -16,6 +16,8 @@ from tests._server import rbr_server
 pytestmark = pytest.mark.model
 
 GOOD = {"prompt": "How do I bake bread?", "completion": "Mix flour, water, yeast; bake.", "response_type": "comply"}
+# ~600 completion tokens: holds the model thread for >= 0.3 s per item even on a fast CPU (bf16, early exit)
+LONG = {**GOOD, "completion": "Mix flour, water and yeast, knead for ten minutes, let it rise, then bake. " * 40}
 
 
 @pytest.fixture(scope="module")
@@ -81,8 +83,8 @@ def test_work_of_clients_that_gave_up_is_dropped(small_queue):
 
     async def main():
         async with httpx.AsyncClient(timeout=300) as patient:
-            busy = asyncio.create_task(patient.post(small_queue + "/v1/rewards", json={"items": [GOOD] * 2}))
-            await asyncio.sleep(0.05)  # the model thread is busy with it
+            busy = asyncio.create_task(patient.post(small_queue + "/v1/rewards", json={"items": [LONG] * 2}))
+            await asyncio.sleep(0.05)  # the model thread is busy with it (long completions: well past 0.1 s)
             async with httpx.AsyncClient(timeout=0.05) as impatient:
                 gave_up = await asyncio.gather(*[impatient.post(small_queue + "/v1/rewards", json={"items": [GOOD]})
                                                  for _ in range(2)], return_exceptions=True)  # fmt: skip
