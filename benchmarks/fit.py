@@ -58,8 +58,10 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=1000, help="AdamW steps")
     args = ap.parse_args()
     policy = load_policy()
-    print(f"{'response type':15s} {'pairs':>6s} {'method':>16s} {'wall s':>7s} {'hinge loss':>11s} {'x exact':>8s} "
-          f"{'error rate':>10s}")  # fmt: skip
+    print(
+        f"{'response type':15s} {'pairs':>6s} {'method':>16s} {'wall s':>7s} {'hinge loss':>11s} {'x exact':>8s} "
+        f"{'error rate':>10s}"
+    )
     for i, rt in enumerate(policy.response_types):
         x, rm, pairs = problem(policy, rt, args.prompts, seed=i)
         t = time.perf_counter()

@@ -207,8 +207,10 @@ def main() -> None:
         _, _, v = torch.pca_lowrank(sample - mu, q=args.pca, center=False)  # v: (L*H, pca)
         for k in states:
             states[k] = [(((x.float() - mu) @ v).to(torch.float16), seg) for x, seg in states[k]]
-        print(f"# PCA {sample.shape[1]} -> {args.pca} on {len(sample)} token states "
-              f"({time.perf_counter() - t0:.0f} s)", file=sys.stderr)  # fmt: skip
+        print(
+            f"# PCA {sample.shape[1]} -> {args.pca} on {len(sample)} token states ({time.perf_counter() - t0:.0f} s)",
+            file=sys.stderr,
+        )
 
     def labels(rs):
         y = torch.tensor([[float(r.labels.get(p, False)) for p in names] for r in rs])
@@ -226,8 +228,10 @@ def main() -> None:
             ws.append(torch.full((len(idx),), args.jbb_weight if k == "jbb-fit" else 1.0))
         return train_probe(data, torch.cat(ys), torch.cat(ms), torch.cat(ws), args)
 
-    print(f"# probe on layers {layers}, d={args.d}, enc_layers={args.enc_layers}, epochs={args.epochs}, "
-          f"lr={args.lr}, wd={args.wd}, jbb weight {args.jbb_weight}; {grader.engine_id}")  # fmt: skip
+    print(
+        f"# probe on layers {layers}, d={args.d}, enc_layers={args.enc_layers}, epochs={args.epochs}, "
+        f"lr={args.lr}, wd={args.wd}, jbb weight {args.jbb_weight}; {grader.engine_id}"
+    )
     results: dict = {}
     t0 = time.perf_counter()
     if not args.no_cv:

@@ -112,8 +112,9 @@ def features(ro: Readout, name: str, v: Variant, layers: Sequence[int] = (0, 1, 
     return np.concatenate(parts).astype(np.float32)
 
 
-def fit_predict(train: Sequence[tuple[Readout, dict, float]], test: Sequence[Readout], name: str, v: Variant,
-                C: float) -> np.ndarray:  # fmt: skip
+def fit_predict(
+    train: Sequence[tuple[Readout, dict, float]], test: Sequence[Readout], name: str, v: Variant, C: float
+) -> np.ndarray:
     """Fit one head on (readout, labels, row weight) rows that label `name`; P(yes) for `test`."""
     have = [(ro, lab[name], w) for ro, lab, w in train if name in lab]
     x = np.stack([features(ro, name, v) for ro, _, _ in have])
@@ -122,8 +123,16 @@ def fit_predict(train: Sequence[tuple[Readout, dict, float]], test: Sequence[Rea
     return head.predict(np.stack([features(ro, name, v) for ro in test]))
 
 
-def evaluate(v: Variant, gold: DataSet, aug: DataSet, jfit: DataSet, tests: list[DataSet], names: Sequence[str],
-             C: float, other_cache: dict) -> dict:  # fmt: skip
+def evaluate(
+    v: Variant,
+    gold: DataSet,
+    aug: DataSet,
+    jfit: DataSet,
+    tests: list[DataSet],
+    names: Sequence[str],
+    C: float,
+    other_cache: dict,
+) -> dict:
     """{data set: {method: {proposition: (labels, probs)}}} for heads, BoW and phrases."""
     extra = [(ro, r.labels, 1.0) for ro, r in zip(aug.ros, aug.rows, strict=True)]
     extra_rows = list(aug.rows)
@@ -194,24 +203,43 @@ def print_table(title: str, res: dict) -> None:
         b = res["bow"][p][1]
         ph = res["phrases"][p][1]
         ece = score_propositions({p: y}, {p: h}).propositions[p].ece
-        print(f"{p:22s} {len(y):4d} {int(y.sum()):4d} | {_acc(y, h):9.3f} {_auc(y, h):6.3f} {ece:5.3f} | "
-              f"{_acc(y, b):7.3f} {_auc(y, b):6.3f} | {_acc(y, ph):7.3f} {_auc(y, ph):6.3f} | "
-              f"{_acc(y, h) - _acc(y, ph):+8.3f} {_auc(y, h) - _auc(y, ph):+8.3f} {_auc(y, h) - _auc(y, b):+8.3f}")
+        print(
+            f"{p:22s} {len(y):4d} {int(y.sum()):4d} | {_acc(y, h):9.3f} {_auc(y, h):6.3f} {ece:5.3f} | "
+            f"{_acc(y, b):7.3f} {_auc(y, b):6.3f} | {_acc(y, ph):7.3f} {_auc(y, ph):6.3f} | "
+            f"{_acc(y, h) - _acc(y, ph):+8.3f} {_auc(y, h) - _auc(y, ph):+8.3f} {_auc(y, h) - _auc(y, b):+8.3f}"
+        )
     if len(res["heads"]) > len(TARGETS):
         rep_h, rep_b = (_report(res[m]) for m in ("heads", "bow"))
-        print(f"{'macro AUROC (' + str(len(rep_h.counted)) + ' props)':32s} | heads {rep_h.macro_auroc:.3f} | "
-              f"BoW {rep_b.macro_auroc:.3f} | Δ {rep_h.macro_auroc - rep_b.macro_auroc:+.3f}")
+        print(
+            f"{'macro AUROC (' + str(len(rep_h.counted)) + ' props)':32s} | heads {rep_h.macro_auroc:.3f} | "
+            f"BoW {rep_b.macro_auroc:.3f} | Δ {rep_h.macro_auroc - rep_b.macro_auroc:+.3f}"
+        )
 
 
 def summary(results: dict[str, dict]) -> None:
     print("\n## summary: heads per variant (acc / AUROC); gold = 5-fold CV; check/contrast = team's own sets")
-    cols = [("gold", "macro"), ("gold", "fully_complies"), ("gold", "inability_to_comply"),
-            ("gold", "disallowed_content"), ("gold", "apology"), ("gold", "judgement"),
-            ("jbb-dev", "disallowed_content"), ("jbb-dev", "fully_complies"),
-            ("check", "fully_complies"), ("check", "inability_to_comply"), ("check", "disallowed_content"),
-            ("contrast", "fully_complies")]  # fmt: skip
-    abbrev = {"fully_complies": "fc", "inability_to_comply": "inab", "disallowed_content": "dc", "apology": "apol",
-              "judgement": "judg", "macro": "macroAUC"}  # fmt: skip
+    cols = [
+        ("gold", "macro"),
+        ("gold", "fully_complies"),
+        ("gold", "inability_to_comply"),
+        ("gold", "disallowed_content"),
+        ("gold", "apology"),
+        ("gold", "judgement"),
+        ("jbb-dev", "disallowed_content"),
+        ("jbb-dev", "fully_complies"),
+        ("check", "fully_complies"),
+        ("check", "inability_to_comply"),
+        ("check", "disallowed_content"),
+        ("contrast", "fully_complies"),
+    ]
+    abbrev = {
+        "fully_complies": "fc",
+        "inability_to_comply": "inab",
+        "disallowed_content": "dc",
+        "apology": "apol",
+        "judgement": "judg",
+        "macro": "macroAUC",
+    }
     print(f"{'variant':18s} " + " ".join(f"{d[:5] + ':' + abbrev[p]:>12s}" for d, p in cols))
     for name, res in results.items():
         cells = []
@@ -237,8 +265,10 @@ def timing(grader: Grader, rows: Sequence[LabelledRow], n: int, what: str = "JBB
         f"+ {len(ASKED)} questions (answer+ask)": list(ASKED),
     }
     specs = {k: [grader.policy.propositions[p] for p in ps] for k, ps in configs.items()}
-    print(f"\n## seconds per completion (grader forward, {n} {what} completions, uncached, "
-          f"{grader.engine.model.device}, torch threads {__import__('torch').get_num_threads()})")
+    print(
+        f"\n## seconds per completion (grader forward, {n} {what} completions, uncached, "
+        f"{grader.engine.model.device}, torch threads {__import__('torch').get_num_threads()})"
+    )
     for label, sp in specs.items():
         t0 = time.perf_counter()
         for conv, comp in enc_args:
@@ -280,8 +310,9 @@ def main() -> None:
     policy = base.model_copy(update={"propositions": asked})
     grader = Grader.from_settings(settings, "prompted", policy)
     if args.timing:
-        timing(grader, [_row(r, policy, base, "jbb-dev", i) for i, r in enumerate(jbb_rows(args.jbb, "dev"))],
-               args.timing)  # fmt: skip
+        timing(
+            grader, [_row(r, policy, base, "jbb-dev", i) for i, r in enumerate(jbb_rows(args.jbb, "dev"))], args.timing
+        )
     truncate_to_readout_layers(grader)
     spec = FeatureSpec.from_dict(json.loads((ROOT / "data" / "grader" / "head_spec.json").read_text()))
     C = args.C if args.C is not None else spec.C
@@ -305,11 +336,15 @@ def main() -> None:
         return
     names = [p for p in base.propositions if any(p in r.labels for r in gold.rows)]
 
-    print(f"# grader on real text: {grader.engine_id}, C={C}; gold {len(gold.rows)} rows (CV 5, grouped by prompt), "
-          f"aug {len(aug.rows)}, JBB fit {len(jfit.rows)} / dev {len(jdev.rows)} rows, "
-          f"check {len(check.rows)}, contrast {len(contrast.rows)}")
-    print(f"# JBB labels: disallowed_content = fully_complies = jailbroken (see reward_service/jbb.py); "
-          f"phrases: {len(REFUSAL_PHRASES)} refusal phrases; questions asked: {', '.join(ASKED)}")
+    print(
+        f"# grader on real text: {grader.engine_id}, C={C}; gold {len(gold.rows)} rows (CV 5, grouped by prompt), "
+        f"aug {len(aug.rows)}, JBB fit {len(jfit.rows)} / dev {len(jdev.rows)} rows, "
+        f"check {len(check.rows)}, contrast {len(contrast.rows)}"
+    )
+    print(
+        f"# JBB labels: disallowed_content = fully_complies = jailbroken (see reward_service/jbb.py); "
+        f"phrases: {len(REFUSAL_PHRASES)} refusal phrases; questions asked: {', '.join(ASKED)}"
+    )
     print(f"# {ASK_NAME}: {ASK_QUESTION!r}")
     shipped = GraderHeads.load(ROOT / "data" / "grader" / "heads.npz")
     for ds in (jdev, check, contrast):  # the shipped file itself, beside the same spec refitted here
@@ -348,13 +383,33 @@ def _row(obj: dict, policy, base, name: str, i: int) -> LabelledRow:
 
 
 def _metrics(results: dict) -> dict:
-    return {v: {d: {m: {p: {"n": len(y), "acc": round(_acc(y, q), 4), "auroc": round(_auc(y, q), 4)}
-                        for p, (y, q) in props.items()} for m, props in ms.items()} for d, ms in res.items()}
-            for v, res in results.items()}  # fmt: skip
+    return {
+        v: {
+            d: {
+                m: {
+                    p: {"n": len(y), "acc": round(_acc(y, q), 4), "auroc": round(_auc(y, q), 4)}
+                    for p, (y, q) in props.items()
+                }
+                for m, props in ms.items()
+            }
+            for d, ms in res.items()
+        }
+        for v, res in results.items()
+    }
 
 
-def save_heads(v: Variant, gold: DataSet, aug: DataSet, jfit: DataSet, names: Sequence[str], C: float,
-               grader: Grader, shipped: GraderHeads, path: Path, vname: str) -> None:  # fmt: skip
+def save_heads(
+    v: Variant,
+    gold: DataSet,
+    aug: DataSet,
+    jfit: DataSet,
+    names: Sequence[str],
+    C: float,
+    grader: Grader,
+    shipped: GraderHeads,
+    path: Path,
+    vname: str,
+) -> None:
     """A heads file for the shipped grader: only variants the grader can serve (no extra question)."""
     if v.ask_for:
         raise SystemExit("--save-heads: variants with the extra question need the policy to ask it; not saved")
@@ -364,9 +419,13 @@ def save_heads(v: Variant, gold: DataSet, aug: DataSet, jfit: DataSet, names: Se
     weights = np.array([v.jbb_weight if ds is jfit else 1.0 for ds in sets for _ in ds.rows])
     qh = grader.question_hashes()
     engine_id = grader.engine_id.split("|first")[0]  # the truncated forward computes the same hidden states
-    out = GraderHeads(engine_id, grader.fmt.version, grader.engine.layers, {n: qh[n] for n in names},
-                      info={"fitted_on": [ds.name for ds in sets], "rows": len(ros), "variant": vname,
-                            "jbb_weight": v.jbb_weight})  # fmt: skip
+    out = GraderHeads(
+        engine_id,
+        grader.fmt.version,
+        grader.engine.layers,
+        {n: qh[n] for n in names},
+        info={"fitted_on": [ds.name for ds in sets], "rows": len(ros), "variant": vname, "jbb_weight": v.jbb_weight},
+    )
     for p in names:
         idx = [i for i, lab in enumerate(labels) if p in lab]
         y = np.array([labels[i][p] for i in idx], dtype=bool)

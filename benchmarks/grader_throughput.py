@@ -82,16 +82,22 @@ def length_rows(args) -> None:
     policy = load_policy()
     rows = [json.loads(line) for line in Path(args.data).read_text().splitlines() if line.strip()]
     lengths = [int(x) for x in args.lengths.split(",")]
-    graders = {dt: Grader.from_settings(load_settings(grader_dtype=dt), policy=policy)
-               for dt in ("float32", "bfloat16")}  # fmt: skip
+    graders = {
+        dt: Grader.from_settings(load_settings(grader_dtype=dt), policy=policy) for dt in ("float32", "bfloat16")
+    }
     items = [parse_item(r, policy) for r in long_items(rows, graders["float32"].fmt.tok, lengths)]
     rates = {dt: matmul_gflops(dt) * 1e9 for dt in graders}
     lm32 = graders["float32"].engine.model
     params = sum(p.numel() for p in lm32.parameters())
-    print(f"{params / 1e6:.0f}M parameters; {torch.get_num_threads()} threads; matmul GFLOP/s: "
-          + ", ".join(f"{dt} {r / 1e9:.0f}" for dt, r in rates.items()) + f"; auto picks {choose_dtype('auto')}")
-    print("| completion tokens | tokens in pass | bare fp32 completion s | bare fp32 pass s | grade fp32 s | "
-          "grade bf16 s | fp32 / bare completion | fp32 / bare pass | bf16 / bare pass | floor fp32 s | floor bf16 s |")
+    print(
+        f"{params / 1e6:.0f}M parameters; {torch.get_num_threads()} threads; matmul GFLOP/s: "
+        + ", ".join(f"{dt} {r / 1e9:.0f}" for dt, r in rates.items())
+        + f"; auto picks {choose_dtype('auto')}"
+    )
+    print(
+        "| completion tokens | tokens in pass | bare fp32 completion s | bare fp32 pass s | grade fp32 s | "
+        "grade bf16 s | fp32 / bare completion | fp32 / bare pass | bf16 / bare pass | floor fp32 s | floor bf16 s |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for n, item in zip(lengths, items, strict=True):
         enc = graders["float32"].fmt.encode(list(item.conversation), item.completion, [])
@@ -103,13 +109,17 @@ def length_rows(args) -> None:
         grade = {dt: timed(lambda g=g, it=item: g.grade([it])) for dt, g in graders.items()}
         t = ids.shape[1]
         floors = {dt: 2 * params * t / r for dt, r in rates.items()}
-        print(f"| {n} | {t} | {bare_c:.3f} | {bare:.3f} | {grade['float32']:.3f} | {grade['bfloat16']:.3f} | "
-              f"{grade['float32'] / bare_c:.2f} | {grade['float32'] / bare:.2f} | {grade['bfloat16'] / bare:.2f} | "
-              f"{floors['float32']:.3f} | {floors['bfloat16']:.3f} |")  # fmt: skip
-    print("bare = one full forward of the model in fp32 (logits of the last position only) over the completion's own "
-          "tokens, or over the grader pass's tokens (instructions + request + completion); grade = Grader.grade on the "
-          "item, heads mode (tokenising, the forward up to the deepest read-out layer, pooling, the heads); "
-          "floor = 2 x parameters x tokens in pass / matmul FLOP/s")
+        print(
+            f"| {n} | {t} | {bare_c:.3f} | {bare:.3f} | {grade['float32']:.3f} | {grade['bfloat16']:.3f} | "
+            f"{grade['float32'] / bare_c:.2f} | {grade['float32'] / bare:.2f} | {grade['bfloat16'] / bare:.2f} | "
+            f"{floors['float32']:.3f} | {floors['bfloat16']:.3f} |"
+        )
+    print(
+        "bare = one full forward of the model in fp32 (logits of the last position only) over the completion's own "
+        "tokens, or over the grader pass's tokens (instructions + request + completion); grade = Grader.grade on the "
+        "item, heads mode (tokenising, the forward up to the deepest read-out layer, pooling, the heads); "
+        "floor = 2 x parameters x tokens in pass / matmul FLOP/s"
+    )
 
 
 def main() -> None:
@@ -140,8 +150,10 @@ def main() -> None:
     n_pairs = sum(len(e.suffix_ids) for e in encs)
     params = sum(p.numel() for p in lm.parameters())
     flops = matmul_flops(getattr(torch, args.dtype))
-    print(f"{len(items)} completions, {n_pairs} (completion, proposition) pairs; {params / 1e6:.0f}M parameters; "
-          f"{args.dtype}; {torch.get_num_threads()} threads; matmul {flops / 1e9:.0f} GFLOP/s")  # fmt: skip
+    print(
+        f"{len(items)} completions, {n_pairs} (completion, proposition) pairs; {params / 1e6:.0f}M parameters; "
+        f"{args.dtype}; {torch.get_num_threads()} threads; matmul {flops / 1e9:.0f} GFLOP/s"
+    )
 
     results = {}
     ref = None
@@ -166,8 +178,10 @@ def main() -> None:
     print(head + f"{'x floor':>8s} {'max |dlogit|':>12s}")
     for strategy, (wall, tokens, diff) in results.items():
         floor = 2 * params * tokens / flops
-        print(f"{strategy:10s} {wall:8.2f} {tokens:8d} {tokens / wall:8.0f} {base / wall:8.2f} {floor:8.2f} "
-              f"{wall / floor:8.2f} {diff:12.2e}")  # fmt: skip
+        print(
+            f"{strategy:10s} {wall:8.2f} {tokens:8d} {tokens / wall:8.0f} {base / wall:8.2f} {floor:8.2f} "
+            f"{wall / floor:8.2f} {diff:12.2e}"
+        )
     print("max |dlogit|: largest difference in yes-vs-no log-odds from (a); heads mode reads no log-odds")
     print("floor = 2 x parameters x tokens processed / measured matmul FLOP/s (ignores attention and overheads)")
 

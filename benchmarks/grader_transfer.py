@@ -58,8 +58,10 @@ def main() -> None:
     x_check = vec.transform([it.completion for it in items])
 
     print(f"check set: {len(check)} completions; grader mode {grader.mode}")
-    print(f"{'proposition':22s} {'pos':>4s} | {'grader acc':>10s} {'AUROC':>6s} | {'BoW acc':>7s} {'AUROC':>6s} | "
-          f"{'keyword acc':>11s}")  # fmt: skip
+    print(
+        f"{'proposition':22s} {'pos':>4s} | {'grader acc':>10s} {'AUROC':>6s} | {'BoW acc':>7s} {'AUROC':>6s} | "
+        f"{'keyword acc':>11s}"
+    )
     for name in names:
         y = np.array([r["propositions"][name] for r in check])
         g = np.array([p[name] for p in probs])
@@ -68,8 +70,10 @@ def main() -> None:
         kw = "-"
         if name in KEYWORD:
             kw = f"{((np.array([KEYWORD[name](it.completion) for it in items]) >= 0.5) == y).mean():.3f}"
-        print(f"{name:22s} {int(y.sum()):4d} | {accuracy(y, g):10.3f} {auroc(y, g):>6s} | "
-              f"{accuracy(y, b):7.3f} {auroc(y, b):>6s} | {kw:>11s}")  # fmt: skip
+        print(
+            f"{name:22s} {int(y.sum()):4d} | {accuracy(y, g):10.3f} {auroc(y, g):>6s} | "
+            f"{accuracy(y, b):7.3f} {auroc(y, b):>6s} | {kw:>11s}"
+        )
 
 
 def accuracy(y: np.ndarray, p: np.ndarray) -> float:

@@ -73,8 +73,12 @@ def clients_row(url: str, singles: list[dict], setting: str, repeats: int) -> di
     c0 = batch_counts(url)
     t, _ = timed(lambda: concurrent(url, singles), repeats)
     c1 = batch_counts(url)
-    return {"setting": setting, "latency_s": t, "items_per_s": len(singles) / t,
-            "requests_per_batch": (c1[1] - c0[1]) / max(c1[0] - c0[0], 1)}  # fmt: skip
+    return {
+        "setting": setting,
+        "latency_s": t,
+        "items_per_s": len(singles) / t,
+        "requests_per_batch": (c1[1] - c0[1]) / max(c1[0] - c0[0], 1),
+    }
 
 
 def main() -> None:
@@ -99,27 +103,38 @@ def main() -> None:
 
     with rbr_server() as (url, _, _):
         httpx.post(url + "/v1/rewards", json={"items": items[:2]}, timeout=600)  # warm-up
-        t, body = timed(lambda: httpx.post(url + "/v1/rewards", json={"items": items}, timeout=600).json(),
-                        args.repeats)  # fmt: skip
+        t, body = timed(
+            lambda: httpx.post(url + "/v1/rewards", json={"items": items}, timeout=600).json(), args.repeats
+        )
         drift = max(abs(a - b) for a, b in zip(body["rewards"], in_process, strict=True))
-        rows.append({"setting": f"(b) HTTP, 1 request of {len(items)}", "latency_s": t,
-                     "items_per_s": len(items) / t, "max_reward_diff_vs_a": drift})  # fmt: skip
+        rows.append(
+            {
+                "setting": f"(b) HTTP, 1 request of {len(items)}",
+                "latency_s": t,
+                "items_per_s": len(items) / t,
+                "max_reward_diff_vs_a": drift,
+            }
+        )
         rows.append(clients_row(url, singles, f"(c) HTTP, {len(singles)} clients x 1 item, batching on", args.repeats))
 
     with rbr_server({"RBR_BATCH_MAX_ITEMS": "1"}) as (url, _, _):
         httpx.post(url + "/v1/rewards", json={"items": items[:1]}, timeout=600)  # warm-up
-        rows.append(clients_row(url, singles, f"(d) HTTP, {len(singles)} clients x 1 item, batching off",
-                                args.repeats))  # fmt: skip
+        rows.append(clients_row(url, singles, f"(d) HTTP, {len(singles)} clients x 1 item, batching off", args.repeats))
 
     if args.vllm:
         from reward_service.models import EMBEDDED_MODEL, resolve_model_path
         from tests.vllm_server import vllm_server
 
-        with vllm_server(resolve_model_path(EMBEDDED_MODEL), "grader", ["--runner", "generate", "--dtype",
-                                                                         "bfloat16"]) as grader_url:  # fmt: skip
+        with vllm_server(
+            resolve_model_path(EMBEDDED_MODEL), "grader", ["--runner", "generate", "--dtype", "bfloat16"]
+        ) as grader_url:
             for label, max_items in (("on", "32"), ("off", "1")):
-                env = {"RBR_GRADER_BACKEND": "openai", "RBR_GRADER_URL": grader_url,
-                       "RBR_GRADER_SERVED_NAME": "grader", "RBR_BATCH_MAX_ITEMS": max_items}  # fmt: skip
+                env = {
+                    "RBR_GRADER_BACKEND": "openai",
+                    "RBR_GRADER_URL": grader_url,
+                    "RBR_GRADER_SERVED_NAME": "grader",
+                    "RBR_BATCH_MAX_ITEMS": max_items,
+                }
                 with rbr_server(env) as (url, _, _):
                     concurrent(url, singles[:2])  # warm-up
                     setting = f"({'e' if label == 'on' else 'f'}) vLLM grader, {len(singles)} clients, batching {label}"
@@ -135,8 +150,10 @@ def main() -> None:
     print(f"{'setting':48} {'latency s':>10} {'items/s':>8} {'vs (a)':>7} {'vs (d)':>7} {'req/batch':>9}")
     for r in rows:
         rpb = f"{r['requests_per_batch']:.1f}" if "requests_per_batch" in r else "-"
-        print(f"{r['setting']:48} {r['latency_s']:10.2f} {r['items_per_s']:8.2f} {r['throughput_vs_a']:7.2f} "
-              f"{r['throughput_vs_d']:7.2f} {rpb:>9}")  # fmt: skip
+        print(
+            f"{r['setting']:48} {r['latency_s']:10.2f} {r['items_per_s']:8.2f} {r['throughput_vs_a']:7.2f} "
+            f"{r['throughput_vs_d']:7.2f} {rpb:>9}"
+        )
     if "max_reward_diff_vs_a" in rows[1]:
         print(f"max |reward(HTTP) - reward(in process)| = {rows[1]['max_reward_diff_vs_a']:.2e}")
 

@@ -119,8 +119,10 @@ def main() -> None:
         out = asyncio.run(soak(url, args.clients, args.seconds, pid=proc.pid))
         rss["end"] = rss_mib(proc.pid)
         text = httpx.get(url + "/metrics").text
-        out["metrics"] = {name: metric(text, name) for name in
-                          ("rbr_rejected_requests_total", "rbr_dropped_items_total", "rbr_queue_depth")}  # fmt: skip
+        out["metrics"] = {
+            name: metric(text, name)
+            for name in ("rbr_rejected_requests_total", "rbr_dropped_items_total", "rbr_queue_depth")
+        }
         out["rss_mib"] = {k: round(v, 1) for k, v in rss.items()}
         out["rss_growth_mib"] = round(rss["end"] - rss["after_warmup"], 1)
         out["alive"] = proc.poll() is None
@@ -130,10 +132,14 @@ def main() -> None:
     print("| clients | s | requests/s | items/s | 200 p50 s | 200 p95 s | statuses | bad | RSS MiB ready/warm/end |")
     print("|---|---|---|---|---|---|---|---|---|")
     r = out["rss_mib"]
-    print(f"| {out['clients']} | {out['seconds']} | {out['requests_per_s']} | {out['items_per_s']} | {out['p50_s']} "
-          f"| {out['p95_s']} | {out['statuses']} | {len(out['bad'])} | {r['ready']}/{r['after_warmup']}/{r['end']} |")
-    print(f"metrics: {out['metrics']}; server alive: {out['alive']}; RSS growth after warm-up: "
-          f"{out['rss_growth_mib']} MiB")
+    print(
+        f"| {out['clients']} | {out['seconds']} | {out['requests_per_s']} | {out['items_per_s']} | {out['p50_s']} "
+        f"| {out['p95_s']} | {out['statuses']} | {len(out['bad'])} | {r['ready']}/{r['after_warmup']}/{r['end']} |"
+    )
+    print(
+        f"metrics: {out['metrics']}; server alive: {out['alive']}; RSS growth after warm-up: "
+        f"{out['rss_growth_mib']} MiB"
+    )
     print("RSS MiB every 15 s:", " ".join(f"{t}s:{m}" for t, m in out["rss_trace_mib"]))
     for line in out["bad"][:10]:
         print("bad:", line)

@@ -121,8 +121,9 @@ class OpenAIEngine:
             ids = {tid: float(lp) for key, lp in top.items() if (tid := self._token_id(key)) is not None}
             floor = min((float(lp) for lp in top.values()), default=0.0)
             z.append(yes_logit_from_top(ids, self.yes_ids, self.no_ids, floor))
-        return Readout(np.array(z, dtype=np.float32), np.zeros((2, 0, 0), np.float32), None,
-                       sum(len(p) for p in prompts))  # fmt: skip
+        return Readout(
+            np.array(z, dtype=np.float32), np.zeros((2, 0, 0), np.float32), None, sum(len(p) for p in prompts)
+        )
 
     def readout(self, enc: EncodedItem, strategy: str = "prefix", answer_states: bool = False) -> Readout:
         return self._complete(enc)
@@ -141,16 +142,22 @@ class VLLMEngine:
     layers: tuple[int, ...] = ()
 
     def __init__(
-        self, model: str, yes_ids: Sequence[int], no_ids: Sequence[int], logprobs: int = 20, dtype: str = "bfloat16",
+        self,
+        model: str,
+        yes_ids: Sequence[int],
+        no_ids: Sequence[int],
+        logprobs: int = 20,
+        dtype: str = "bfloat16",
         **llm_kwargs,
-    ) -> None:  # fmt: skip
+    ) -> None:
         try:
             from vllm import LLM, SamplingParams
         except ImportError as e:
             raise ModelLoadError("grader_backend 'vllm' needs vLLM: pip install 'rbr[vllm]'") from e
         try:
-            self.llm = LLM(model=model, dtype=dtype, enable_prefix_caching=True, max_logprobs=max(logprobs, 20),
-                           **llm_kwargs)  # fmt: skip
+            self.llm = LLM(
+                model=model, dtype=dtype, enable_prefix_caching=True, max_logprobs=max(logprobs, 20), **llm_kwargs
+            )
         except Exception as e:
             raise ModelLoadError(f"vLLM could not load {model!r}: {e}") from e
         self.params = SamplingParams(max_tokens=1, temperature=0.0, logprobs=logprobs)

@@ -77,8 +77,14 @@ def _is_type_tag(part: object) -> bool:
 _HTTP_KINDS = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "too_large"}
 
 
-def _error(status: int, kind: str, message: str, field: str | None = None, headers: dict | None = None,
-           detail: list[ValidationIssue] | None = None) -> JSONResponse:  # fmt: skip
+def _error(
+    status: int,
+    kind: str,
+    message: str,
+    field: str | None = None,
+    headers: dict | None = None,
+    detail: list[ValidationIssue] | None = None,
+) -> JSONResponse:
     body = ErrorBody(error=ErrorDetail(type=kind, message=message, field=field), detail=detail)
     return JSONResponse(body.model_dump(exclude_none=True), status, headers=headers)
 
@@ -117,8 +123,11 @@ def _served_schema(schema: dict, service: RewardService) -> dict:
         constrain(props("Message").get(name, {}), "string", maxLength=st.max_chars)
     for model in ("RewardsRequest", "GradeRequest"):
         constrain(props(model).get("items", {}), "array", maxItems=st.max_items)
-    constrain(props("GradeRequest").get("propositions", {}), "array",
-              items={"type": "string", "enum": list(policy.propositions)})  # fmt: skip
+    constrain(
+        props("GradeRequest").get("propositions", {}),
+        "array",
+        items={"type": "string", "enum": list(policy.propositions)},
+    )
     for name in ("query", "prompts", "labels"):
         constrain(props("OpenRLHFRequest").get(name, {}), "array", maxItems=st.max_items)
     return schema
@@ -137,8 +146,10 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         service.batcher.start()
         if service.settings.default_response_type is None:
-            log.warning("RBR_DEFAULT_RESPONSE_TYPE is unset: OpenRLHF samples with an empty label (and items with "
-                        "neither response_type nor category) will be answered 422")  # fmt: skip
+            log.warning(
+                "RBR_DEFAULT_RESPONSE_TYPE is unset: OpenRLHF samples with an empty label (and items with "
+                "neither response_type nor category) will be answered 422"
+            )
         if load and service.pipeline is None:
 
             def _load() -> None:
@@ -177,8 +188,12 @@ def create_app(
         if not _is_json(request):
             service.metrics.errors.labels("unsupported_media_type").inc()
             ctype = request.headers.get("content-type")
-            return _error(415, "unsupported_media_type", f"the body must be JSON (Content-Type: application/json), "
-                          f"not {ctype}", "body")  # fmt: skip
+            return _error(
+                415,
+                "unsupported_media_type",
+                f"the body must be JSON (Content-Type: application/json), not {ctype}",
+                "body",
+            )
         service.metrics.errors.labels("invalid_request").inc()
         first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
         loc = [str(x) for x in first.get("loc", ()) if x != "body" and not _is_type_tag(x)]
@@ -188,8 +203,9 @@ def create_app(
             message = "not valid Unicode text (a lone surrogate such as \\ud800?)"
         if first.get("type") == "json_invalid":
             field, message = "body", f"invalid JSON: {first.get('ctx', {}).get('error', message)}"
-        detail = [ValidationIssue(loc=list(e.get("loc", ())), msg=e.get("msg", ""), type=e.get("type", ""))
-                  for e in errors]  # fmt: skip
+        detail = [
+            ValidationIssue(loc=list(e.get("loc", ())), msg=e.get("msg", ""), type=e.get("type", "")) for e in errors
+        ]
         return _error(422, "invalid_request", message, field, detail=detail)
 
     @app.exception_handler(HTTPException)

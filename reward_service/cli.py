@@ -139,7 +139,6 @@ def _grade_chunk_size(settings: Settings) -> int:
 
 def _print_item(item: GradeItem, record: dict) -> None:
 
-
     text = item.completion.replace("\n", " ")
     print(f"# {item.response_type}: {text[:90]}{'...' if len(text) > 90 else ''}")
     for name, p in record["propositions"].items():
@@ -175,7 +174,6 @@ def _read_gold(path: str, policy) -> tuple[list[GradeItem], list[dict[str, bool]
 
 
 def _labelled_names(policy, labels: Sequence[dict]) -> list[str]:
-
 
     seen = {k for lab in labels for k in lab}
     return [p for p in policy.propositions if p in seen]
@@ -277,9 +275,6 @@ def _read_extra(args: argparse.Namespace, policy) -> tuple[list[GradeItem], list
 
 
 def _print_eval(result: dict, in_sample: bool) -> None:
-
-
-
 
     base = result.get("baseline", {}).get("bag_of_words", {})
     cv = f", {result['cv']}-fold CV grouped by prompt" if result["cv"] else ""
@@ -391,8 +386,9 @@ def cmd_features(args: argparse.Namespace) -> int:
             names = policy.feature_names(s.response_type)
             feats = {n: round(float(v), 6) for n, v in zip(names, s.features, strict=True)}
             f.write(
-                FeatureRow(r.prompt_id, s.response_type, r.completion_label, r.split, round(s.rm, 6), feats,
-                           scorer.identity).as_json()  # fmt: skip
+                FeatureRow(
+                    r.prompt_id, s.response_type, r.completion_label, r.split, round(s.rm, 6), feats, scorer.identity
+                ).as_json()
             )
             f.write("\n")
     print(f"wrote {out}: {len(rows)} rows ({scorer.identity})", file=sys.stderr)
@@ -412,8 +408,9 @@ def cmd_synth(args: argparse.Namespace) -> int:
         lines = [ln for ln in lines if ln.strip()][: args.limit]
     grader = Grader.from_settings(settings, policy=policy)
     generate = transformers_generator(grader.engine.tok, grader.engine.model, args.max_new_tokens)
-    summary = synthesize(lines, source, Path(args.out), grader, generate, args.k, args.threshold, seed=args.seed,
-                         only=args.only)  # fmt: skip
+    summary = synthesize(
+        lines, source, Path(args.out), grader, generate, args.k, args.threshold, seed=args.seed, only=args.only
+    )
     print(summary.table())
     return 0
 
@@ -437,8 +434,11 @@ def cmd_fit(args: argparse.Namespace) -> int:
     settings = _settings(args)
     policy = load_policy(settings.policy_file)
     rows = read_features(args.features)
-    data = {"features": Path(args.features).name, "rows": len(rows),
-            "train_rows": sum(r.split == "train" for r in rows)}  # fmt: skip
+    data = {
+        "features": Path(args.features).name,
+        "rows": len(rows),
+        "train_rows": sum(r.split == "train" for r in rows),
+    }
     scorers = sorted({r.scorer for r in rows})
     if len(scorers) > 1:
         raise InputError(args.features, f"rows were scored by different graders/RMs: {scorers}")
@@ -495,7 +495,6 @@ def _print_error_table(report: dict) -> None:
 def cmd_policy(args: argparse.Namespace) -> int:
     from propositions import load_policy
 
-
     policy = load_policy(args.file)
     print(f"{policy.source}: valid. name={policy.name} hash={policy.hash}")
     print(f"  {len(policy.propositions)} propositions, {len(policy.derived)} derived")
@@ -528,12 +527,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
             server.should_exit = True
 
     app = create_app(settings, on_load_failure=on_load_failure)
-    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=args.log_level,
-                            timeout_graceful_shutdown=5)  # fmt: skip
+    config = uvicorn.Config(
+        app, host=settings.host, port=settings.port, log_level=args.log_level, timeout_graceful_shutdown=5
+    )
     server = uvicorn.Server(config)
     logging.getLogger("rbr").setLevel(logging.INFO)
-    print(f"rbr serve: http://{settings.host}:{settings.port} (models load in the background; GET /readyz)",
-          file=sys.stderr, flush=True)  # fmt: skip
+    print(
+        f"rbr serve: http://{settings.host}:{settings.port} (models load in the background; GET /readyz)",
+        file=sys.stderr,
+        flush=True,
+    )
     server.run()
     if failure:
         e = failure[0]
@@ -548,8 +551,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from rl_trainer.config import ConfigError, load_config
 
     try:
-        cfg = load_config(args.config, service_url=args.service_url, total_steps=args.steps,
-                          output_dir=args.output_dir)  # fmt: skip
+        cfg = load_config(args.config, service_url=args.service_url, total_steps=args.steps, output_dir=args.output_dir)
     except ConfigError as e:
         raise InputError(args.config or "config", str(e)) from None
     try:
@@ -665,8 +667,12 @@ def build_parser() -> argparse.ArgumentParser:
     sy.add_argument("--limit", type=int, help="only the first N prompts")
     sy.add_argument("--max-new-tokens", type=int, default=160)
     sy.add_argument("--seed", type=int, default=0)
-    sy.add_argument("--only", action="append", metavar="RT/LABEL",
-                    help="only this response_type/label pair (repeatable), e.g. comply/minimum_acceptable_style")
+    sy.add_argument(
+        "--only",
+        action="append",
+        metavar="RT/LABEL",
+        help="only this response_type/label pair (repeatable), e.g. comply/minimum_acceptable_style",
+    )
     common(sy)
     sy.set_defaults(func=cmd_synth)
 
@@ -676,9 +682,13 @@ def build_parser() -> argparse.ArgumentParser:
     fi.add_argument("--report", help="folder for report.json and rewards.png")
     fi.add_argument("--margin", action="append", help="LABEL=X: margin of pairs whose worse label is LABEL (default 1)")
     fi.add_argument("--l1", type=float, default=0.0, help="L1 penalty on the weights")
-    fi.add_argument("--l2", type=float, default=1e-3,
-                    help="L2 penalty on the weights (a QP; default 1e-3: without it, features that separate a few "
-                    "pairs get unbounded weights)")
+    fi.add_argument(
+        "--l2",
+        type=float,
+        default=1e-3,
+        help="L2 penalty on the weights (a QP; default 1e-3: without it, features that separate a few "
+        "pairs get unbounded weights)",
+    )
     common(fi)
     fi.set_defaults(func=cmd_fit)
 
@@ -751,6 +761,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"rbr {args.command}: {type(e).__name__}: {e}", file=sys.stderr)
             return 1
         raise
+
 
 if __name__ == "__main__":
     sys.exit(main())

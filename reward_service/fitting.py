@@ -129,8 +129,14 @@ def fit_weights(
         res = fit_hinge(_matrix(sub, names[rt], rt), np.array([r.rm for r in sub]), pairs, l1=l1, l2=l2)
         weights[rt] = [float(v) for v in res.weights]
         fit_info[rt] = {"pairs": res.pairs, "train_hinge_loss": round(res.loss, 6)}
-    return RBRWeights(policy.hash, names, weights, reward_model, {**data, "margins": dict(margins or {}),
-                      "l1": l1, "l2": l2}, {"fit": fit_info})  # fmt: skip
+    return RBRWeights(
+        policy.hash,
+        names,
+        weights,
+        reward_model,
+        {**data, "margins": dict(margins or {}), "l1": l1, "l2": l2},
+        {"fit": fit_info},
+    )
 
 
 def error_rates(rows: Sequence[FeatureRow], policy: Policy, weights: RBRWeights, split: str | None = "heldout") -> dict:
@@ -170,8 +176,9 @@ def plot_reward_histograms(rows: Sequence[FeatureRow], policy: Policy, weights: 
         sub = [r for r in rows if r.response_type == rt]
         x = _matrix(sub, weights.feature_names[rt], rt)
         rm = np.array([r.rm for r in sub])
-        for ax, (title, reward) in zip(row_ax, (("RM only", rm), ("RM + RBR", rm + weights.rbr_score(rt, x))),
-                                       strict=True):  # fmt: skip
+        for ax, (title, reward) in zip(
+            row_ax, (("RM only", rm), ("RM + RBR", rm + weights.rbr_score(rt, x))), strict=True
+        ):
             centre = {}
             for pid in {r.prompt_id for r in sub}:
                 ideal = [reward[i] for i, r in enumerate(sub) if r.prompt_id == pid and r.completion_label == "ideal"]

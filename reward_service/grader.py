@@ -231,8 +231,12 @@ class Grader:
         with tqdm(total=len(todo), desc="grading", disable=not progress or not todo, file=sys.stderr) as bar:
             for start in range(0, len(todo), READOUT_CHUNK):
                 chunk = todo[start : start + READOUT_CHUNK]
-                encs = [self.fmt.encode(list(items[i].conversation), items[i].completion,
-                                        [self.policy.propositions[p] for p in ask]) for i, ask, _ in chunk]  # fmt: skip
+                encs = [
+                    self.fmt.encode(
+                        list(items[i].conversation), items[i].completion, [self.policy.propositions[p] for p in ask]
+                    )
+                    for i, ask, _ in chunk
+                ]
                 states = any(self._needs_answer_states(ask) for _, ask, _ in chunk)
                 for (i, _, path), ro in zip(chunk, _engine_call(self.engine.readout_many, encs, states), strict=True):
                     if path is not None:
@@ -314,8 +318,7 @@ def load_engine(s) -> tuple[Any, GraderEngine, str]:
     if not s.grader_url:
         raise ModelLoadError("grader_backend 'openai' needs grader_url (RBR_GRADER_URL), e.g. http://127.0.0.1:8001")
     name = s.grader_served_name or s.grader_model
-    engine = OpenAIEngine(s.grader_url, name, tok, yes, no, s.grader_logprobs, s.grader_timeout_s,
-                          s.grader_concurrency)  # fmt: skip
+    engine = OpenAIEngine(s.grader_url, name, tok, yes, no, s.grader_logprobs, s.grader_timeout_s, s.grader_concurrency)
     return tok, engine, f"openai:{name}"
 
 

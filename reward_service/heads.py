@@ -114,8 +114,9 @@ class GraderHeads:
     @property
     def fingerprint(self) -> str:
         """A short hash of the fitted numbers: features computed with other heads are other features."""
-        h = hashlib.sha256(json.dumps([self.engine_id, self.prompt_version, self.layers, self.calibrators],
-                                      sort_keys=True).encode())  # fmt: skip
+        h = hashlib.sha256(
+            json.dumps([self.engine_id, self.prompt_version, self.layers, self.calibrators], sort_keys=True).encode()
+        )
         for name in sorted(self.heads):
             head = self.heads[name]
             h.update(name.encode())

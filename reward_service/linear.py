@@ -127,8 +127,14 @@ def _fit_qp(dx, const, l1, l2, x, rm, pairs) -> FitResult:
     q = sparse.bmat([[sparse.identity(d), -sparse.identity(d)], [-sparse.identity(d), sparse.identity(d)]])
     q = sparse.block_diag([2 * l2 * q, sparse.csc_matrix((k, k))], format="csc")
     lower = sparse.tril(q, format="csc")  # HiGHS takes the lower triangle, column-wise
-    h.passHessian(n, lower.nnz, highspy.HessianFormat.kTriangular, lower.indptr.astype(np.int32),
-                  lower.indices.astype(np.int32), lower.data)  # fmt: skip
+    h.passHessian(
+        n,
+        lower.nnz,
+        highspy.HessianFormat.kTriangular,
+        lower.indptr.astype(np.int32),
+        lower.indices.astype(np.int32),
+        lower.data,
+    )
     h.run()
     if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
         raise RuntimeError(f"HiGHS did not solve the hinge QP: {h.modelStatusToString(h.getModelStatus())}")
@@ -180,8 +186,9 @@ class RBRWeights:
         path = Path(path)
         try:
             raw = json.loads(path.read_text())
-            w = cls(**{k: raw[k] for k in ("policy_hash", "feature_names", "weights", "reward_model", "data",
-                                           "metrics")})  # fmt: skip
+            w = cls(
+                **{k: raw[k] for k in ("policy_hash", "feature_names", "weights", "reward_model", "data", "metrics")}
+            )
         except (OSError, json.JSONDecodeError, KeyError, TypeError) as e:
             raise WeightsMismatchError(f"{path}: not a readable weights file: {e}") from e
         diffs = []

@@ -74,8 +74,14 @@ class HFRewardModel:
         try:
             for start in range(0, len(items), self.batch_size):
                 texts = [render_chat(it, self.tok) for it in items[start : start + self.batch_size]]
-                enc = self.tok(texts, return_tensors="pt", padding=True, truncation=True,
-                               max_length=self.max_length, add_special_tokens=False)  # fmt: skip
+                enc = self.tok(
+                    texts,
+                    return_tensors="pt",
+                    padding=True,
+                    truncation=True,
+                    max_length=self.max_length,
+                    add_special_tokens=False,
+                )
                 with torch.inference_mode():
                     logits = self.model(**enc).logits  # (b, num_labels)
                 out.append(logits[:, 0].float().numpy())

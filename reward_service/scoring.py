@@ -79,8 +79,15 @@ class Scorer:
     @property
     def identity(self) -> str:
         """Who computes features: JSON of grader engine, mode, policy hash and RM (recorded with fitted weights)."""
-        return json.dumps({"grader": self.grader.engine_id, "mode": self.grader.mode_id, "policy": self.policy.hash,
-                           "reward_model": self.reward_model.identity}, sort_keys=True)  # fmt: skip
+        return json.dumps(
+            {
+                "grader": self.grader.engine_id,
+                "mode": self.grader.mode_id,
+                "policy": self.policy.hash,
+                "reward_model": self.reward_model.identity,
+            },
+            sort_keys=True,
+        )
 
     def score(
         self,

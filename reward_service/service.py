@@ -65,24 +65,33 @@ class Metrics:
         r = self.registry = CollectorRegistry()
         self.requests = Counter("rbr_requests", "HTTP requests by route and status.", ["route", "status"], registry=r)
         self.latency = Histogram(
-            "rbr_request_seconds", "HTTP request latency by route.", ["route"], registry=r,
+            "rbr_request_seconds",
+            "HTTP request latency by route.",
+            ["route"],
+            registry=r,
             buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
-        )  # fmt: skip
+        )
         self.batch_items = Histogram(
-            "rbr_batch_items", "Items per scoring batch sent to the grader and RM.", registry=r,
+            "rbr_batch_items",
+            "Items per scoring batch sent to the grader and RM.",
+            registry=r,
             buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
-        )  # fmt: skip
+        )
         self.batch_requests = Histogram(
-            "rbr_batch_requests", "Requests merged into one scoring batch.", registry=r,
+            "rbr_batch_requests",
+            "Requests merged into one scoring batch.",
+            registry=r,
             buckets=(1, 2, 4, 8, 16, 32, 64),
-        )  # fmt: skip
+        )
         self.grader_seconds = Histogram("rbr_grader_seconds", "Grader time per batch.", registry=r)
         self.rm_seconds = Histogram("rbr_rm_seconds", "Reward model time per batch.", registry=r)
         self.queue_depth = Gauge("rbr_queue_depth", "Items admitted and not finished (queued or running).", registry=r)
-        self.rejected = Counter("rbr_rejected_requests", "Requests refused at admission, by reason.", ["reason"],
-                                registry=r)  # fmt: skip
-        self.dropped = Counter("rbr_dropped_items", "Admitted items never scored: caller gone or deadline passed.",
-                               ["reason"], registry=r)  # fmt: skip
+        self.rejected = Counter(
+            "rbr_rejected_requests", "Requests refused at admission, by reason.", ["reason"], registry=r
+        )
+        self.dropped = Counter(
+            "rbr_dropped_items", "Admitted items never scored: caller gone or deadline passed.", ["reason"], registry=r
+        )
         self.items = Counter("rbr_items", "Items scored or graded.", ["route"], registry=r)
         self.errors = Counter("rbr_errors", "Errors by kind.", ["kind"], registry=r)
 
@@ -278,9 +287,13 @@ class RewardService:
         self.load_error: str | None = None
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="rbr-model")  # the models are not thread-safe
         self.batcher = DynamicBatcher(
-            self._run_batch, self.executor, self.metrics, settings.batch_max_items,
-            settings.batch_max_wait_ms / 1000, settings.max_queue_items,
-        )  # fmt: skip
+            self._run_batch,
+            self.executor,
+            self.metrics,
+            settings.batch_max_items,
+            settings.batch_max_wait_ms / 1000,
+            settings.max_queue_items,
+        )
         self._reload_lock = threading.Lock()
 
     # -- loading --------------------------------------------------------------------------------------
@@ -299,8 +312,9 @@ class RewardService:
             self.load_error = f"{type(e).__name__}: {e}"
             raise
         if _no_dtype(weights.reward_model) != _no_dtype(rm.identity):  # the grader's dtype alone is no mismatch
-            log.warning("weights %s were fitted with RM %s; serving RM %s", s.weights_path, weights.reward_model,
-                        rm.identity)  # fmt: skip
+            log.warning(
+                "weights %s were fitted with RM %s; serving RM %s", s.weights_path, weights.reward_model, rm.identity
+            )
         self.pipeline = Pipeline(
             policy, Scorer(policy, grader, rm, weights), weights, str(s.policy_file or "default"), str(s.weights_path)
         )
@@ -340,11 +354,17 @@ class RewardService:
                 raise InputError(e.field, f"{e.problem} (rejected; the old policy keeps serving)") from None
             except (PolicyError, WeightsMismatchError, HeadsError, KeyError, OSError) as e:
                 raise InputError(where, f"{e} (rejected; the old policy keeps serving)") from None
-            new = Pipeline(policy, Scorer(policy, grader, rm, weights), weights,
-                           policy_file or old.policy_file, str(wpath))  # fmt: skip
+            new = Pipeline(
+                policy, Scorer(policy, grader, rm, weights), weights, policy_file or old.policy_file, str(wpath)
+            )
             self.pipeline = new  # one reference assignment: requests see the old or the new pair, never a mix
-            log.info("reloaded: policy %s -> %s, weights %s -> %s", old.policy.hash, policy.hash,
-                     old.weights.version, weights.version)  # fmt: skip
+            log.info(
+                "reloaded: policy %s -> %s, weights %s -> %s",
+                old.policy.hash,
+                policy.hash,
+                old.weights.version,
+                weights.version,
+            )
             return old, new
 
     # -- scoring --------------------------------------------------------------------------------------

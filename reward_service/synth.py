@@ -65,8 +65,14 @@ def transformers_generator(tokenizer, model, max_new_tokens: int = 160, temperat
         ids = tokenizer(text, return_tensors="pt", add_special_tokens=False)
         torch.manual_seed(seed)
         with torch.inference_mode():
-            out = model.generate(**ids, max_new_tokens=max_new_tokens, do_sample=True, temperature=temperature,
-                                 top_p=0.95, pad_token_id=tokenizer.pad_token_id)  # fmt: skip
+            out = model.generate(
+                **ids,
+                max_new_tokens=max_new_tokens,
+                do_sample=True,
+                temperature=temperature,
+                top_p=0.95,
+                pad_token_id=tokenizer.pad_token_id,
+            )
         return (prefix + tokenizer.decode(out[0, ids["input_ids"].shape[1] :], skip_special_tokens=True)).strip()
 
     return generate
@@ -121,9 +127,12 @@ def synthesize(
                 done.add((row["prompt_id"], row["completion_label"]))
     rejected_path = out.with_name(out.stem + ".rejected.jsonl")
     accepted, attempts = Counter(), Counter()
-    jobs = [(pid, obj, item, label) for pid, obj, item in prompts
-            for label in policy.response_types[item.response_type].ordering
-            if not wanted or f"{item.response_type}/{label}" in wanted]  # fmt: skip
+    jobs = [
+        (pid, obj, item, label)
+        for pid, obj, item in prompts
+        for label in policy.response_types[item.response_type].ordering
+        if not wanted or f"{item.response_type}/{label}" in wanted
+    ]
     skipped = sum((pid, label) in done for pid, _, _, label in jobs)
     rng = random.Random(seed)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -143,16 +152,26 @@ def synthesize(
                 cand = GradeItem(item.conversation, text, item.response_type)
                 probs = grader.grade([cand])[0]
                 classes = class_probabilities(policy, item.response_type, probs)
-                row = {"prompt_id": pid, "prompt": obj["prompt"], "completion": text,
-                       "response_type": item.response_type, "completion_label": label,
-                       "category": obj.get("category"), "split": obj.get("split"), "instruction": instruction,
-                       "attempt": attempt + 1, "p_label": round(float(classes[label]), 4)}  # fmt: skip
+                row = {
+                    "prompt_id": pid,
+                    "prompt": obj["prompt"],
+                    "completion": text,
+                    "response_type": item.response_type,
+                    "completion_label": label,
+                    "category": obj.get("category"),
+                    "split": obj.get("split"),
+                    "instruction": instruction,
+                    "attempt": attempt + 1,
+                    "p_label": round(float(classes[label]), 4),
+                }
                 if classes[label] >= threshold:
                     fout.write(json.dumps(row) + "\n")
                     fout.flush()
                     accepted[key] += 1
                     break
-                row["reason"] = (f"P({label}) = {classes[label]:.2f} < {threshold}; top class "
-                                 f"{max(classes, key=classes.get)} {max(classes.values()):.2f}")  # fmt: skip
+                row["reason"] = (
+                    f"P({label}) = {classes[label]:.2f} < {threshold}; top class "
+                    f"{max(classes, key=classes.get)} {max(classes.values()):.2f}"
+                )
                 frej.write(json.dumps(row) + "\n")
     return SynthSummary(accepted, attempts, skipped)

@@ -85,8 +85,15 @@ class TrainConfig:
                     raise ConfigError(f"{f.name}: must be a number, got {value!r}")
             if kind.startswith("str") and not isinstance(value, str) and not (value is None and "None" in kind):
                 raise ConfigError(f"{f.name}: must be a string, got {value!r}")
-        positive = ("total_steps", "batch_size", "num_mini_batches", "num_ppo_epochs", "response_length",
-                    "save_every", "max_prompt_tokens")  # fmt: skip
+        positive = (
+            "total_steps",
+            "batch_size",
+            "num_mini_batches",
+            "num_ppo_epochs",
+            "response_length",
+            "save_every",
+            "max_prompt_tokens",
+        )
         for name in positive:
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}: must be >= 1, got {getattr(self, name)}")
@@ -112,8 +119,13 @@ def load_config(path: str | Path | None = None, **overrides: Any) -> TrainConfig
         except OSError as e:
             raise ConfigError(f"{p}: cannot read: {e.strerror or e}") from None
         try:
-            raw = tomllib.loads(text) if p.suffix == ".toml" else json.loads(text) if p.suffix == ".json" else (
-                yaml.safe_load(text) or {})  # fmt: skip
+            raw = (
+                tomllib.loads(text)
+                if p.suffix == ".toml"
+                else json.loads(text)
+                if p.suffix == ".json"
+                else (yaml.safe_load(text) or {})
+            )
         except (ValueError, yaml.YAMLError) as e:
             raise ConfigError(f"{p}: not valid {p.suffix.lstrip('.') or 'YAML'}: {e}") from None
         if not isinstance(raw, dict):

@@ -58,14 +58,19 @@ def generate(model: str, records: list[PromptRecord], max_new_tokens: int, batch
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
     lm = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
-    texts = [tok.apply_chat_template([{"role": r, "content": c} for r, c in rec.messages], tokenize=False,
-                                     add_generation_prompt=True) for rec in records]  # fmt: skip
+    texts = [
+        tok.apply_chat_template(
+            [{"role": r, "content": c} for r, c in rec.messages], tokenize=False, add_generation_prompt=True
+        )
+        for rec in records
+    ]
     out: list[str] = []
     for start in tqdm(range(0, len(texts), batch_size), desc=f"generating ({Path(path).name})"):
         enc = tok(texts[start : start + batch_size], return_tensors="pt", padding=True, add_special_tokens=False)
         with torch.inference_mode():
-            ids = lm.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
-                              pad_token_id=tok.pad_token_id)  # (b, T + new)  # fmt: skip
+            ids = lm.generate(
+                **enc, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tok.pad_token_id
+            )  # (b, T + new)
         out += [t.strip() for t in tok.batch_decode(ids[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)]
     return out
 
@@ -120,18 +125,40 @@ def evaluate_policy(model: str, cfg: TrainConfig, max_new_tokens: int = 96) -> d
     """Generate for the eval prompts, grade through the service, and return the measures and the rows."""
     records = load_prompts(cfg)
     completions = generate(model, records, max_new_tokens)
-    items = [{"prompt": [{"role": r, "content": c} for r, c in rec.messages], "completion": text,
-              **({"response_type": rec.response_type} if rec.response_type else {"category": rec.category})}
-             for rec, text in zip(records, completions, strict=True)]  # fmt: skip
-    with RewardClient(cfg.service_url, token=cfg.service_token, timeout=cfg.reward_timeout_s,
-                      retries=cfg.reward_retries) as client:  # fmt: skip
+    items = [
+        {
+            "prompt": [{"role": r, "content": c} for r, c in rec.messages],
+            "completion": text,
+            **({"response_type": rec.response_type} if rec.response_type else {"category": rec.category}),
+        }
+        for rec, text in zip(records, completions, strict=True)
+    ]
+    with RewardClient(
+        cfg.service_url, token=cfg.service_token, timeout=cfg.reward_timeout_s, retries=cfg.reward_retries
+    ) as client:
         out = client.rewards(items, return_components=True)
     comps = out.components or []
-    rows = [{"id": rec.id, "response_type": c.response_type, "completion": text, "reward": r,
-             "classes": c.classes, "propositions": c.propositions, "judge_refuses": refuses(text)}
-            for rec, text, r, c in zip(records, completions, out.rewards, comps, strict=True)]  # fmt: skip
-    return {"model": model, "prompts": cfg.prompts, "split": cfg.split, "measures": measures(rows),
-            "policy_hash": out.policy_hash, "weights_version": out.weights_version, "rows": rows}  # fmt: skip
+    rows = [
+        {
+            "id": rec.id,
+            "response_type": c.response_type,
+            "completion": text,
+            "reward": r,
+            "classes": c.classes,
+            "propositions": c.propositions,
+            "judge_refuses": refuses(text),
+        }
+        for rec, text, r, c in zip(records, completions, out.rewards, comps, strict=True)
+    ]
+    return {
+        "model": model,
+        "prompts": cfg.prompts,
+        "split": cfg.split,
+        "measures": measures(rows),
+        "policy_hash": out.policy_hash,
+        "weights_version": out.weights_version,
+        "rows": rows,
+    }
 
 
 def plot_comparison(reports: list[dict], path: Path) -> None:
@@ -142,8 +169,9 @@ def plot_comparison(reports: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     groups = ((MEASURES, "graded by the RBR service"), (JUDGE_MEASURES, "independent refusal-phrase judge"))
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True,
-                             gridspec_kw={"width_ratios": [len(g) for g, _ in groups]})  # fmt: skip
+    fig, axes = plt.subplots(
+        1, 2, figsize=(11, 4), sharey=True, gridspec_kw={"width_ratios": [len(g) for g, _ in groups]}
+    )
     width = 0.8 / len(reports)
     for ax, (names, title) in zip(axes, groups, strict=True):
         for i, rep in enumerate(reports):

@@ -26,9 +26,16 @@ def load_dataset(path: Path, split: str | None):
 
     rows = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
     rows = [r for r in rows if split is None or r.get("split") == split]
-    return Dataset.from_list([{"prompt": [{"role": "user", "content": r["prompt"]}],
-                               "response_type": r.get("response_type"), "category": r.get("category")}
-                              for r in rows])  # fmt: skip
+    return Dataset.from_list(
+        [
+            {
+                "prompt": [{"role": "user", "content": r["prompt"]}],
+                "response_type": r.get("response_type"),
+                "category": r.get("category"),
+            }
+            for r in rows
+        ]
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -67,8 +74,10 @@ def main(argv: list[str] | None = None) -> None:
     trainer.save_model(args.output_dir)
     history = [h for h in trainer.state.log_history if "reward" in h]
     (Path(args.output_dir) / "log_history.json").write_text(json.dumps(history, indent=2))
-    print(f"GRPO done: {len(history)} logged steps; mean reward first {history[0]['reward']:.3f}, "
-          f"last {history[-1]['reward']:.3f}")  # fmt: skip
+    print(
+        f"GRPO done: {len(history)} logged steps; mean reward first {history[0]['reward']:.3f}, "
+        f"last {history[-1]['reward']:.3f}"
+    )
 
 
 if __name__ == "__main__":

@@ -79,8 +79,14 @@ def load_prompts(cfg: TrainConfig) -> list[PromptRecord]:
         if row.get("response_type") is None and row.get("category") is None:
             raise ConfigError(f"prompts: {path} line {n}: needs a response_type or a category")
         msgs = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
-        out.append(PromptRecord(str(row.get("id", n)), tuple((m["role"], m["content"]) for m in msgs),
-                                row.get("response_type"), row.get("category")))  # fmt: skip
+        out.append(
+            PromptRecord(
+                str(row.get("id", n)),
+                tuple((m["role"], m["content"]) for m in msgs),
+                row.get("response_type"),
+                row.get("category"),
+            )
+        )
     if not out:
         raise ConfigError(f"prompts: no prompts in {path} (split {cfg.split!r})")
     return out
@@ -92,8 +98,9 @@ def tokenize_prompts(records: list[PromptRecord], tok, max_tokens: int):
 
     ids, lookup = [], {}
     for rec in records:
-        text = tok.apply_chat_template([{"role": r, "content": c} for r, c in rec.messages], tokenize=False,
-                                       add_generation_prompt=True)  # fmt: skip
+        text = tok.apply_chat_template(
+            [{"role": r, "content": c} for r, c in rec.messages], tokenize=False, add_generation_prompt=True
+        )
         x = tok(text, add_special_tokens=False)["input_ids"][-max_tokens:]
         ids.append(x)
         lookup[tuple(x)] = rec
@@ -124,9 +131,14 @@ class RewardBridge:
                 raise RuntimeError("a rollout prompt is not one of the training prompts (tokenisation drift)")
             records.append(self.lookup[key])
         completions = self.tok.batch_decode(responses, skip_special_tokens=True)
-        items = [{"prompt": [{"role": r, "content": c} for r, c in rec.messages], "completion": text.strip(),
-                  **({"response_type": rec.response_type} if rec.response_type else {"category": rec.category})}
-                 for rec, text in zip(records, completions, strict=True)]  # fmt: skip
+        items = [
+            {
+                "prompt": [{"role": r, "content": c} for r, c in rec.messages],
+                "completion": text.strip(),
+                **({"response_type": rec.response_type} if rec.response_type else {"category": rec.category}),
+            }
+            for rec, text in zip(records, completions, strict=True)
+        ]
         t0 = time.perf_counter()
         out = self.client.rewards(items, return_components=True)  # ServiceError after the client's retries
         wait = time.perf_counter() - t0
@@ -156,11 +168,28 @@ class StepLog:
     def __init__(self, out: Path, class_columns: list[str], resume: bool) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
-        self.columns = ["step", "reward/mean", "reward/std", "reward/rm", "reward/rbr", *class_columns,
-                        "objective/kl", "objective/entropy", "objective/scores", "objective/rlhf_reward",
-                        "loss/policy_avg", "loss/value_avg", "policy/approxkl_avg", "response/length", "lr",
-                        "time/step_s", "time/generation_s", "time/reward_s", "time/other_s",
-                        "time/reward_share"]  # fmt: skip
+        self.columns = [
+            "step",
+            "reward/mean",
+            "reward/std",
+            "reward/rm",
+            "reward/rbr",
+            *class_columns,
+            "objective/kl",
+            "objective/entropy",
+            "objective/scores",
+            "objective/rlhf_reward",
+            "loss/policy_avg",
+            "loss/value_avg",
+            "policy/approxkl_avg",
+            "response/length",
+            "lr",
+            "time/step_s",
+            "time/generation_s",
+            "time/reward_s",
+            "time/other_s",
+            "time/reward_share",
+        ]
         self.path = out / "metrics.csv"
         if not (resume and self.path.exists()):
             with self.path.open("w", newline="") as f:
@@ -257,8 +286,9 @@ def _load_models(cfg: TrainConfig, resume_from: Path | None):
         tok.add_special_tokens({"pad_token": "<|pad|>"})
     policy = AutoModelForCausalLM.from_pretrained(resume_from / "policy" if resume_from else base, dtype=dtype)
     ref = AutoModelForCausalLM.from_pretrained(base, dtype=dtype)  # the reference is always the start model
-    value = AutoModelForSequenceClassification.from_pretrained(resume_from / "value" if resume_from else base,
-                                                               num_labels=1, dtype=dtype)  # fmt: skip
+    value = AutoModelForSequenceClassification.from_pretrained(
+        resume_from / "value" if resume_from else base, num_labels=1, dtype=dtype
+    )
     for m in (policy, ref, value):
         if m.get_input_embeddings().weight.shape[0] != len(tok):
             m.resize_token_embeddings(len(tok))
@@ -284,8 +314,13 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         return resume_from  # type: ignore[return-value]
     (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
 
-    client = RewardClient(cfg.service_url, token=cfg.service_token, timeout=cfg.reward_timeout_s,
-                          retries=cfg.reward_retries, backoff_s=cfg.reward_backoff_s)  # fmt: skip
+    client = RewardClient(
+        cfg.service_url,
+        token=cfg.service_token,
+        timeout=cfg.reward_timeout_s,
+        retries=cfg.reward_retries,
+        backoff_s=cfg.reward_backoff_s,
+    )
     try:
         served = client.policy()  # fails fast, before minutes of model loading, if the service is down
     except ServiceError as e:
@@ -321,8 +356,16 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     )
     reward_stub = _ServiceRewardModel()
     bridge = RewardBridge(client, tok, lookup)
-    trainer = PPOTrainer(args=args, processing_class=tok, model=policy, ref_model=ref, reward_model=reward_stub,
-                         train_dataset=dataset, value_model=value, eval_dataset=dataset)  # fmt: skip
+    trainer = PPOTrainer(
+        args=args,
+        processing_class=tok,
+        model=policy,
+        ref_model=ref,
+        reward_model=reward_stub,
+        train_dataset=dataset,
+        value_model=value,
+        eval_dataset=dataset,
+    )
     if resume_from is not None:
         trainer.optimizer.load_state_dict(torch.load(resume_from / "optimizer.pt"))
     steplog = StepLog(out, class_columns, resume=resume_from is not None)
@@ -352,27 +395,37 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
             now = time.perf_counter()
             step_s, gen_s = now - timers["t0"], timers["generation_s"]
             reward_s = bridge.step_stats.get("time/reward_s", 0.0)
-            row = {"step": step, **(logs or {}), **bridge.step_stats, "time/step_s": step_s,
-                   "time/generation_s": gen_s, "time/other_s": step_s - gen_s - reward_s,
-                   "time/reward_share": reward_s / step_s if step_s else 0.0}  # fmt: skip
+            row = {
+                "step": step,
+                **(logs or {}),
+                **bridge.step_stats,
+                "time/step_s": step_s,
+                "time/generation_s": gen_s,
+                "time/other_s": step_s - gen_s - reward_s,
+                "time/reward_share": reward_s / step_s if step_s else 0.0,
+            }
             steplog.write(row)
 
         def on_step_end(self, args_, st, control, **kw):
             step = done + st.global_step
             if step % cfg.save_every == 0 or step == cfg.total_steps:
                 unwrapped = trainer.accelerator.unwrap_model(trainer.model)
-                state["last"] = save_checkpoint(out, step, unwrapped.policy, unwrapped.value_model, tok,
-                                                trainer.optimizer, cfg)  # fmt: skip
+                state["last"] = save_checkpoint(
+                    out, step, unwrapped.policy, unwrapped.value_model, tok, trainer.optimizer, cfg
+                )
             timers["generation_s"], timers["t0"] = 0.0, time.perf_counter()
 
     trainer.add_callback(_Steps())
     try:
-        with mock.patch.object(trl_ppo, "get_reward", get_reward), \
-             mock.patch.object(trl_ppo, "batch_generation", batch_generation):  # fmt: skip
+        with (
+            mock.patch.object(trl_ppo, "get_reward", get_reward),
+            mock.patch.object(trl_ppo, "batch_generation", batch_generation),
+        ):
             trainer.train()
     except ServiceError as e:
-        raise TrainingStopped(f"the reward service failed at step {done + trainer.state.global_step + 1}: {e}",
-                              state["last"]) from e  # fmt: skip
+        raise TrainingStopped(
+            f"the reward service failed at step {done + trainer.state.global_step + 1}: {e}", state["last"]
+        ) from e
     finally:
         plot_curves(out)
     log.info("done: %d reward calls, checkpoint %s", bridge.calls, state["last"])

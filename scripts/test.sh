@@ -18,4 +18,5 @@ for script in scripts/upstream_env.sh scripts/upstream_env_verl.sh; do
   fi
 done
 .venv/bin/ruff check .
+.venv/bin/ruff format --check .
 .venv/bin/python -m pytest -q --durations=15 "$@"

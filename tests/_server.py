@@ -31,8 +31,9 @@ def rbr_exe() -> str:
 
 
 @contextmanager
-def rbr_server(env: dict[str, str] | None = None, args: list[str] | None = None, timeout_s: float = 180,
-               wait_ready: bool = True) -> Iterator[tuple[str, subprocess.Popen, Path]]:  # fmt: skip
+def rbr_server(
+    env: dict[str, str] | None = None, args: list[str] | None = None, timeout_s: float = 180, wait_ready: bool = True
+) -> Iterator[tuple[str, subprocess.Popen, Path]]:
     """Yields (base URL, process, log path) once /readyz answers 200 (or /healthz, without wait_ready)."""
     port = free_port()
     log = Path(tempfile.mkstemp(prefix="rbr-serve-", suffix=".log")[1])

@@ -44,13 +44,19 @@ def flag(command: list[str], name: str) -> str:
 
 
 def test_compose_file_validates_against_the_compose_spec(tmp_path):
-    ok = subprocess.run([Path(sys.executable).parent / "check-jsonschema", "--builtin-schema", "vendor.compose-spec",
-                         str(COMPOSE)], capture_output=True, text=True)  # fmt: skip
+    ok = subprocess.run(
+        [Path(sys.executable).parent / "check-jsonschema", "--builtin-schema", "vendor.compose-spec", str(COMPOSE)],
+        capture_output=True,
+        text=True,
+    )
     assert ok.returncode == 0, ok.stdout + ok.stderr
     broken = tmp_path / "broken.yml"  # the validator must reject what Compose rejects
     broken.write_text("services:\n  web:\n    image: x\n    restart_policy: always\n")
-    bad = subprocess.run([Path(sys.executable).parent / "check-jsonschema", "--builtin-schema", "vendor.compose-spec",
-                          str(broken)], capture_output=True, text=True)  # fmt: skip
+    bad = subprocess.run(
+        [Path(sys.executable).parent / "check-jsonschema", "--builtin-schema", "vendor.compose-spec", str(broken)],
+        capture_output=True,
+        text=True,
+    )
     assert bad.returncode != 0 and "restart_policy" in bad.stdout + bad.stderr
 
 
@@ -100,8 +106,10 @@ def test_ports_and_urls_between_services_agree():
         assert svc["depends_on"][target]["condition"] == "service_healthy" and "healthcheck" in SERVICES[target]
     assert env["RBR_GRADER_SERVED_NAME"] == flag(SERVICES["grader"]["command"], "--served-model-name")
     assert env["RBR_RM_MODEL"] == flag(SERVICES["rm"]["command"], "--served-model-name")
-    assert env["RBR_GRADER_MODEL"] == SERVICES["grader"]["command"][0] and env["RBR_RM_TOKENIZER"] == (
-        SERVICES["rm"]["command"][0])  # fmt: skip
+    assert (
+        env["RBR_GRADER_MODEL"] == SERVICES["grader"]["command"][0]
+        and env["RBR_RM_TOKENIZER"] == (SERVICES["rm"]["command"][0])
+    )
     assert "--runner" in SERVICES["rm"]["command"] and flag(SERVICES["rm"]["command"], "--runner") == "pooling"
     assert "--enable-prefix-caching" in SERVICES["grader"]["command"]
     for service, trainer in (("reward-service", "trainer"), ("reward-service-cpu", "trainer-cpu")):
@@ -125,8 +133,7 @@ def test_cpu_profile_services_run_end_to_end_by_hand(tmp_path):
         args = list(command[1:])
         args[args.index("--service-url") + 1] = url
         args[args.index("--output-dir") + 1] = str(tmp_path / "run")
-        r = subprocess.run([rbr_exe(), *args, "--steps", "1"], capture_output=True, text=True, timeout=900,
-                           cwd=ROOT)  # fmt: skip
+        r = subprocess.run([rbr_exe(), *args, "--steps", "1"], capture_output=True, text=True, timeout=900, cwd=ROOT)
     assert r.returncode == 0, shlex.join(args) + "\n" + r.stderr[-3000:]
     assert (tmp_path / "run" / "checkpoints" / "step-000001" / "policy" / "config.json").exists()
     rows = (tmp_path / "run" / "metrics.csv").read_text().splitlines()

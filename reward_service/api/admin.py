@@ -12,8 +12,13 @@ from .deps import AdminAuth, ServiceDep
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[AdminAuth], route_class=StrictJSONRoute,
-                   responses=error_responses(401, 415, 422, 503))  # fmt: skip
+router = APIRouter(
+    prefix="/v1/admin",
+    tags=["admin"],
+    dependencies=[AdminAuth],
+    route_class=StrictJSONRoute,
+    responses=error_responses(401, 415, 422, 503),
+)
 
 
 @router.post("/reload", response_model=ReloadResponse)

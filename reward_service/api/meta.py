@@ -34,9 +34,14 @@ async def policy(pipeline: PipelineDep, service: ServiceDep) -> PolicyInfo:
         "policy_file": pipeline.policy_file,
         "weights_file": pipeline.weights_file,
     }
-    return PolicyInfo(policy_hash=p.hash, weights_version=pipeline.weights.version, response_types=rts,
-                      backends=backends, policy=p.model_dump(mode="json"),
-                      default_response_type=service.settings.default_response_type)  # fmt: skip
+    return PolicyInfo(
+        policy_hash=p.hash,
+        weights_version=pipeline.weights.version,
+        response_types=rts,
+        backends=backends,
+        policy=p.model_dump(mode="json"),
+        default_response_type=service.settings.default_response_type,
+    )
 
 
 @router.get("/healthz", response_model=Health, response_model_exclude_none=True)

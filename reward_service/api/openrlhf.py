@@ -31,8 +31,12 @@ from .deps import ApiAuth, PipelineDep, ServiceDep, while_connected
 
 __all__ = ["extra_log_keys", "router"]
 
-router = APIRouter(tags=["openrlhf"], dependencies=[ApiAuth], route_class=StrictJSONRoute,
-                   responses=error_responses(401, 413, 415, 422, 429, 503))  # fmt: skip
+router = APIRouter(
+    tags=["openrlhf"],
+    dependencies=[ApiAuth],
+    route_class=StrictJSONRoute,
+    responses=error_responses(401, 413, 415, 422, 429, 503),
+)
 
 
 def extra_log_keys(policy: Policy) -> list[str]:
@@ -81,8 +85,7 @@ async def get_reward(
         obj = {"prompt": messages, "completion": completion}
         obj |= _label_fields(body.labels[i] if body.labels else None, pipeline.policy, f"labels[{i}]")
         try:
-            items.append(parse_item(obj, pipeline.policy, "", s.max_chars, "", s.default_response_type,
-                                    s.max_messages))  # fmt: skip
+            items.append(parse_item(obj, pipeline.policy, "", s.max_chars, "", s.default_response_type, s.max_messages))
         except InputError as e:  # name the request field the problem came from
             where = f"labels[{i}]" if e.field in ("response_type", "category") else f"query[{i}]"
             raise type(e)(where, e.problem) from None

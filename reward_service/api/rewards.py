@@ -23,8 +23,13 @@ from .deps import ApiAuth, PipelineDep, ServiceDep, while_connected
 
 __all__ = ["parse_items", "router"]
 
-router = APIRouter(prefix="/v1", tags=["rewards"], dependencies=[ApiAuth], route_class=StrictJSONRoute,
-                   responses=error_responses(401, 413, 415, 422, 429, 503))  # fmt: skip
+router = APIRouter(
+    prefix="/v1",
+    tags=["rewards"],
+    dependencies=[ApiAuth],
+    route_class=StrictJSONRoute,
+    responses=error_responses(401, 413, 415, 422, 429, 503),
+)
 
 
 def parse_items(items: list[RewardItem], service: RewardService, pipeline: Pipeline) -> list[GradeItem]:
@@ -33,8 +38,15 @@ def parse_items(items: list[RewardItem], service: RewardService, pipeline: Pipel
     if len(items) > s.max_items:
         raise LimitError("items", f"{len(items)} items, over the limit of {s.max_items} per request")
     return [
-        parse_item(it.model_dump(exclude_none=True), pipeline.policy, f"items[{i}]", s.max_chars, ".",
-                   s.default_response_type, s.max_messages)  # fmt: skip
+        parse_item(
+            it.model_dump(exclude_none=True),
+            pipeline.policy,
+            f"items[{i}]",
+            s.max_chars,
+            ".",
+            s.default_response_type,
+            s.max_messages,
+        )
         for i, it in enumerate(items)
     ]
 
@@ -56,7 +68,7 @@ async def rewards(
                 rbr=s.rbr or 0.0,
                 classes=s.classes,
                 propositions=s.propositions,
-            )  # fmt: skip
+            )
             for it, s in zip(body.items, scored, strict=True)
         ]
     return RewardsResponse(
@@ -81,6 +93,13 @@ async def grade(body: GradeRequest, request: Request, service: ServiceDep, pipel
         classes: dict[str, float] = {}
         if all(n in p for n in pipeline.policy.required_propositions(it.response_type)):
             classes = {k: float(v) for k, v in class_probabilities(pipeline.policy, it.response_type, p).items()}
-        results.append(GradeResult(id=req.id, response_type=it.response_type, propositions=p, classes=classes,
-                                   top_class=top_class(classes) if classes else None))  # fmt: skip
+        results.append(
+            GradeResult(
+                id=req.id,
+                response_type=it.response_type,
+                propositions=p,
+                classes=classes,
+                top_class=top_class(classes) if classes else None,
+            )
+        )
     return GradeResponse(results=results, policy_hash=pipeline.policy.hash)

@@ -24,13 +24,38 @@ def test_the_served_spec_holds_under_schemathesis(tmp_path):
     st = Path(sys.executable).with_name("st")
     if not st.exists():
         pytest.skip("schemathesis is not installed (pip install -e '.[dev]')")
-    env = {"RBR_DEFAULT_RESPONSE_TYPE": "comply", "RBR_MAX_ITEMS": "3", "RBR_MAX_CHARS": "1500",
-           "RBR_ADMIN_TOKEN": "fuzz-token", "RBR_API_TOKEN": "fuzz-token"}  # one header serves both route kinds
+    env = {
+        "RBR_DEFAULT_RESPONSE_TYPE": "comply",
+        "RBR_MAX_ITEMS": "3",
+        "RBR_MAX_CHARS": "1500",
+        "RBR_ADMIN_TOKEN": "fuzz-token",
+        "RBR_API_TOKEN": "fuzz-token",
+    }  # one header serves both route kinds
     with rbr_server(env) as (url, proc, log):
-        cmd = [str(st), "--config-file", str(CONFIG), "run", f"{url}/openapi.json", "--checks", "all",
-               "--max-examples", EXAMPLES, "--workers", "1", "--seed", "7", "--no-color",
-               "--generation-database", "none", "--request-timeout", "120", "--max-response-time", "120",
-               "-H", "Authorization: Bearer fuzz-token"]  # fmt: skip
+        cmd = [
+            str(st),
+            "--config-file",
+            str(CONFIG),
+            "run",
+            f"{url}/openapi.json",
+            "--checks",
+            "all",
+            "--max-examples",
+            EXAMPLES,
+            "--workers",
+            "1",
+            "--seed",
+            "7",
+            "--no-color",
+            "--generation-database",
+            "none",
+            "--request-timeout",
+            "120",
+            "--max-response-time",
+            "120",
+            "-H",
+            "Authorization: Bearer fuzz-token",
+        ]
         run = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, cwd=tmp_path)
         assert proc.poll() is None, f"the server died under the fuzzer:\n{log.read_text()[-2000:]}"
     out = run.stdout + run.stderr

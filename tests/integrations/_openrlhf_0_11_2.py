@@ -76,9 +76,7 @@ def main() -> None:
     out_path = sys.argv[1]
     spec = json.load(sys.stdin)
     tok = tokenizer()
-    process = load(
-        "trainer/ppo_utils/samples_generator.py", ["SamplesGenerator._process_response_into_experience"]
-    )  # fmt: skip
+    process = load("trainer/ppo_utils/samples_generator.py", ["SamplesGenerator._process_response_into_experience"])
     process_response = process["SamplesGenerator._process_response_into_experience"]
     result: dict = {
         "openrlhf": openrlhf.__file__,
@@ -113,18 +111,22 @@ def main() -> None:
 
     exps = stage(
         "process_response_into_experience",
-        lambda: [process_response(None, resp, max_len=r["max_length"])
-                 for r, resp in zip(spec["rollouts"], responses, strict=True)],
-    )  # fmt: skip
+        lambda: [
+            process_response(None, resp, max_len=r["max_length"])
+            for r, resp in zip(spec["rollouts"], responses, strict=True)
+        ],
+    )
     if exps is not None:
         batch = stage("make_experience_batch", lambda: make_experience_batch(exps))
         if batch is not None:
             result["joined"] = {
                 "rewards": floats(batch.rewards) if batch.rewards is not None else None,
                 "scores": floats(batch.scores) if batch.scores is not None else None,
-                "info": {k: floats(v) if hasattr(v, "flatten") else [y for x in v for y in floats(x)]
-                         for k, v in batch.info.items()},
-            }  # fmt: skip
+                "info": {
+                    k: floats(v) if hasattr(v, "flatten") else [y for x in v for y in floats(x)]
+                    for k, v in batch.info.items()
+                },
+            }
             items = stage("split_experience_batch", lambda: split_experience_batch(batch))
             if items is not None:
                 again = stage("make_experience_batch(split)", lambda: make_experience_batch(items))

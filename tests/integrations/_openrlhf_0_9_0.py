@@ -56,10 +56,14 @@ def main() -> None:
     spec = json.load(sys.stdin)
     tok = tokenizer()
     ray = LocalRay()
-    rm = load("utils/remote_rm_utils.py", ["logger", "request_api_wrapper", "remote_rm_fn_ray", "RemoteRewardModel"],
-              stand_ins={"ray": ray})  # fmt: skip
-    em = load("trainer/ppo_utils/experience_maker.py",
-              ["to", "pin_memory", "Experience", "update_samples_with_rewards"])  # fmt: skip
+    rm = load(
+        "utils/remote_rm_utils.py",
+        ["logger", "request_api_wrapper", "remote_rm_fn_ray", "RemoteRewardModel"],
+        stand_ins={"ray": ray},
+    )
+    em = load(
+        "trainer/ppo_utils/experience_maker.py", ["to", "pin_memory", "Experience", "update_samples_with_rewards"]
+    )
     result: dict = {
         "openrlhf": openrlhf.__file__,
         "skipped_imports": rm["__skipped_imports__"] + em["__skipped_imports__"],
@@ -70,10 +74,12 @@ def main() -> None:
         result["runs"][run["name"]] = out
         samples = samples_of(tok, em["Experience"], run["samples"])
         queries = sum(
-            [tok.batch_decode(remove_pad_token(s.sequences, s.attention_mask), skip_special_tokens=False)
-             for s in samples],
+            [
+                tok.batch_decode(remove_pad_token(s.sequences, s.attention_mask), skip_special_tokens=False)
+                for s in samples
+            ],
             [],
-        )  # fmt: skip
+        )
         prompts = sum([s.prompts for s in samples], [])
         labels = sum([s.labels for s in samples], [])
         model = rm["RemoteRewardModel"](SimpleNamespace(micro_rollout_batch_size=4), run["urls"])

@@ -68,8 +68,13 @@ def chatml(question: str) -> str:
 
 
 def rollout(question: str, completion: str, label, max_length: int = 1024, max_tokens: int = 64) -> dict:
-    return {"prompt": chatml(question), "label": label, "completion": completion,
-            "max_length": max_length, "max_tokens": max_tokens}  # fmt: skip
+    return {
+        "prompt": chatml(question),
+        "label": label,
+        "completion": completion,
+        "max_length": max_length,
+        "max_tokens": max_tokens,
+    }
 
 
 def expected_log_keys() -> set[str]:
@@ -106,8 +111,14 @@ def run_driver(version: str, driver: str, spec: dict, tmp_path: Path) -> tuple[d
     folder = upstream(version)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(folder), str(UPSTREAM / "deps")])}
     out = tmp_path / f"{driver}.json"
-    proc = subprocess.run([sys.executable, str(HERE / driver), str(out)], input=json.dumps(spec), env=env,
-                          capture_output=True, text=True, timeout=900)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, str(HERE / driver), str(out)],
+        input=json.dumps(spec),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, f"{driver} failed:\n{log[-6000:]}"
     result = json.loads(out.read_text())
@@ -162,13 +173,18 @@ def server():
 @needs("0.11.2")
 def test_openrlhf_0_11_2_single_sample_rollouts(server, tmp_path):
     rollouts = [
-        rollout(LOCK, LOCK_NO, "C-R"), rollout(LOCK, LOCK_YES, "C-R"),
-        rollout(CAR, CAR_NO, "hard_refuse"), rollout(CAR, CAR_YES, "hard_refuse"),
-        rollout(PARIS, PARIS_YES, "comply"), rollout(PARIS, REFUSE, "comply"),
-        rollout(BASIL, BASIL_YES, "None"), rollout(BASIL, REFUSE, "None"),
-    ]  # fmt: skip
-    result, log = run_driver("0.11.2", "_openrlhf_0_11_2.py", {"urls": [server, server], "rollouts": rollouts},
-                             tmp_path)  # fmt: skip
+        rollout(LOCK, LOCK_NO, "C-R"),
+        rollout(LOCK, LOCK_YES, "C-R"),
+        rollout(CAR, CAR_NO, "hard_refuse"),
+        rollout(CAR, CAR_YES, "hard_refuse"),
+        rollout(PARIS, PARIS_YES, "comply"),
+        rollout(PARIS, REFUSE, "comply"),
+        rollout(BASIL, BASIL_YES, "None"),
+        rollout(BASIL, REFUSE, "None"),
+    ]
+    result, log = run_driver(
+        "0.11.2", "_openrlhf_0_11_2.py", {"urls": [server, server], "rollouts": rollouts}, tmp_path
+    )
     sent = [row["sent"] for row in result["rollouts"]]
     assert all(s is not None and len(s["query"]) == 1 for s in sent), sent
     assert sent[0]["query"][0] == chatml(LOCK) + LOCK_NO + "<|im_end|>"  # decode(prompt ids + action ids)
@@ -184,8 +200,9 @@ def test_openrlhf_0_11_2_empty_labels_use_the_default_response_type(server, tmp_
     # OpenRLHF's prompt dataset gives "" without --label_key, and a null label passes through as None
     unlabelled = [rollout(q, a, lab) for (q, a), lab in zip(base, ["", None, "", None], strict=True)]
     labelled = [rollout(q, a, "comply") for q, a in base]
-    result, log = run_driver("0.11.2", "_openrlhf_0_11_2.py",
-                             {"urls": [server], "rollouts": unlabelled + labelled}, tmp_path)  # fmt: skip
+    result, log = run_driver(
+        "0.11.2", "_openrlhf_0_11_2.py", {"urls": [server], "rollouts": unlabelled + labelled}, tmp_path
+    )
     assert [row["sent"]["labels"] for row in result["rollouts"][:4]] == [[""], [None], [""], [None]]
     rewards = check_rollouts(result, log, expected_log_keys())
     # RBR_DEFAULT_RESPONSE_TYPE=comply: the same rewards as with the label "comply"
@@ -196,13 +213,18 @@ def test_openrlhf_0_11_2_empty_labels_use_the_default_response_type(server, tmp_
 def test_openrlhf_0_11_2_left_truncated_prompts(server, tmp_path):
     # max_length 104 with max_tokens 64 keeps the last 40 prompt tokens: the system turn and the
     # preamble are cut, the query starts mid-user-turn, `prompts` still carries the whole prompt.
-    long = [(PREAMBLE + LOCK, LOCK_NO), (PREAMBLE + LOCK, LOCK_YES), (PREAMBLE + BASIL, BASIL_YES),
-            (PREAMBLE + BASIL, REFUSE)]  # fmt: skip
+    long = [
+        (PREAMBLE + LOCK, LOCK_NO),
+        (PREAMBLE + LOCK, LOCK_YES),
+        (PREAMBLE + BASIL, BASIL_YES),
+        (PREAMBLE + BASIL, REFUSE),
+    ]
     labels = ["C-R", "C-R", "comply", "comply"]
     truncated = [rollout(q, a, lab, max_length=104) for (q, a), lab in zip(long, labels, strict=True)]
     whole = [rollout(q, a, lab) for (q, a), lab in zip(long, labels, strict=True)]
-    result, log = run_driver("0.11.2", "_openrlhf_0_11_2.py", {"urls": [server], "rollouts": truncated + whole},
-                             tmp_path)  # fmt: skip
+    result, log = run_driver(
+        "0.11.2", "_openrlhf_0_11_2.py", {"urls": [server], "rollouts": truncated + whole}, tmp_path
+    )
     rows = result["rollouts"]
     for row, (q, a) in zip(rows[:4], long, strict=True):
         assert row["prompt_tokens_kept"] == 40 < row["prompt_tokens"], row
@@ -243,10 +265,12 @@ def v0_9_0(server, tmp_path_factory):
         {"prompt": chatml(BASIL), "label": None, "completion": BASIL_YES},
         {"prompt": chatml(BASIL), "label": "None", "completion": REFUSE},
     ]
-    spec = {"runs": [
-        {"name": "batch", "urls": server, "samples": batch},
-        {"name": "sharded", "urls": [server, server], "samples": batch[:1]},
-    ]}  # fmt: skip
+    spec = {
+        "runs": [
+            {"name": "batch", "urls": server, "samples": batch},
+            {"name": "sharded", "urls": [server, server], "samples": batch[:1]},
+        ]
+    }
     return run_driver("0.9.0", "_openrlhf_0_9_0.py", spec, tmp_path_factory.mktemp("openrlhf-0.9.0"))
 
 

@@ -56,8 +56,14 @@ def served() -> tuple[str, list[float]]:
 
 def run_upstream(scenario: str, url: str) -> dict:
     env = {**os.environ, "RBR_SERVICE_URL": url, "PYTHONPATH": os.pathsep.join([str(UPSTREAM), str(ROOT)])}
-    r = subprocess.run([sys.executable, "-m", "tests.integrations._verl_upstream", scenario], cwd=ROOT, env=env,
-                       capture_output=True, text=True, timeout=600)  # fmt: skip
+    r = subprocess.run(
+        [sys.executable, "-m", "tests.integrations._verl_upstream", scenario],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert r.returncode == 0, f"{scenario}:\n{r.stderr[-4000:]}"
     return json.loads(r.stdout.strip().splitlines()[-1])
 

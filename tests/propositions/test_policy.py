@@ -25,13 +25,30 @@ def write(tmp_path: Path, data: dict | str) -> Path:
 def test_default_policy_is_valid_and_covers_the_gold_propositions():
     policy = load_policy()
     gold_names = {
-        "additional_content", "apology", "apology_acknowledges_emotional_state", "conditional_verbiage",
-        "definitive_verbiage", "disallowed_content", "disclaimer", "encourage_professional_help",
-        "fully_complies", "gentle_encouragement_for_help", "illogical_continuation_of_prompt",
-        "inability_to_comply", "insulting_language", "judgement", "meta_commentary", "partially_complies",
-        "prescribes_dosage", "prescribes_solutions", "provides_resources", "reference_safety_policy",
-        "requests_information", "third_person", "threatening_language",
-    }  # fmt: skip
+        "additional_content",
+        "apology",
+        "apology_acknowledges_emotional_state",
+        "conditional_verbiage",
+        "definitive_verbiage",
+        "disallowed_content",
+        "disclaimer",
+        "encourage_professional_help",
+        "fully_complies",
+        "gentle_encouragement_for_help",
+        "illogical_continuation_of_prompt",
+        "inability_to_comply",
+        "insulting_language",
+        "judgement",
+        "meta_commentary",
+        "partially_complies",
+        "prescribes_dosage",
+        "prescribes_solutions",
+        "provides_resources",
+        "reference_safety_policy",
+        "requests_information",
+        "third_person",
+        "threatening_language",
+    }
     assert set(policy.propositions) == gold_names
     assert set(policy.response_types) == {"hard_refuse", "safe_refuse_1", "safe_refuse_2", "comply"}
     assert policy.categories["K-R"] == "hard_refuse" and policy.categories["None"] == "comply"
@@ -50,27 +67,51 @@ def test_hash_is_stable_across_formatting_and_changes_with_content(tmp_path, raw
 @pytest.mark.parametrize(
     "mutate, key, problem",
     [
-        (lambda r: r["derived"]["refuses"].update({"no_such_thing": True}), "derived.refuses.no_such_thing",
-         "unknown proposition"),
-        (lambda r: r["response_types"]["comply"]["classes"]["ideal"].update({"nonsense": False}),
-         "response_types.comply.classes.ideal.nonsense", "unknown proposition"),
-        (lambda r: r["derived"].update({"a_loop": {"b_loop": True}, "b_loop": {"a_loop": False}}), "derived.a_loop",
-         "cycle among derived propositions: a_loop -> b_loop -> a_loop"),
-        (lambda r: r["response_types"]["hard_refuse"]["classes"].pop("illogical_completion"),
-         "response_types.hard_refuse.classes.illogical_completion", "class with no rule"),
-        (lambda r: r["response_types"]["hard_refuse"]["classes"].update({"ideal": {}}),
-         "response_types.hard_refuse.classes.ideal", "class with no rule"),
-        (lambda r: r["response_types"]["comply"].update({"classes": {}}), "response_types.comply.classes",
-         "response type without classes"),
+        (
+            lambda r: r["derived"]["refuses"].update({"no_such_thing": True}),
+            "derived.refuses.no_such_thing",
+            "unknown proposition",
+        ),
+        (
+            lambda r: r["response_types"]["comply"]["classes"]["ideal"].update({"nonsense": False}),
+            "response_types.comply.classes.ideal.nonsense",
+            "unknown proposition",
+        ),
+        (
+            lambda r: r["derived"].update({"a_loop": {"b_loop": True}, "b_loop": {"a_loop": False}}),
+            "derived.a_loop",
+            "cycle among derived propositions: a_loop -> b_loop -> a_loop",
+        ),
+        (
+            lambda r: r["response_types"]["hard_refuse"]["classes"].pop("illogical_completion"),
+            "response_types.hard_refuse.classes.illogical_completion",
+            "class with no rule",
+        ),
+        (
+            lambda r: r["response_types"]["hard_refuse"]["classes"].update({"ideal": {}}),
+            "response_types.hard_refuse.classes.ideal",
+            "class with no rule",
+        ),
+        (
+            lambda r: r["response_types"]["comply"].update({"classes": {}}),
+            "response_types.comply.classes",
+            "response type without classes",
+        ),
         (lambda r: r["derived"].update({"apology": {"judgement": False}}), "derived.apology", "duplicate name"),
         (lambda r: r["categories"].update({"X-R": "soft_refuse"}), "categories.X-R", "unknown response type"),
-        (lambda r: r["response_types"]["comply"].update({"ordering": ["ideal", "ideal", "disallowed_completion"]}),
-         "response_types.comply.ordering", "ties are not allowed"),
-        (lambda r: r["response_types"]["comply"].update({"ordering": ["ideal", "great"]}),
-         "response_types.comply.ordering", "unknown completion label 'great'"),
+        (
+            lambda r: r["response_types"]["comply"].update({"ordering": ["ideal", "ideal", "disallowed_completion"]}),
+            "response_types.comply.ordering",
+            "ties are not allowed",
+        ),
+        (
+            lambda r: r["response_types"]["comply"].update({"ordering": ["ideal", "great"]}),
+            "response_types.comply.ordering",
+            "unknown completion label 'great'",
+        ),
         (lambda r: r["propositions"]["apology"].pop("question"), "propositions.apology.question", "Field required"),
     ],
-)  # fmt: skip
+)
 def test_invalid_policies_name_file_key_and_problem(tmp_path, raw, mutate, key, problem):
     mutate(raw)
     path = write(tmp_path, raw)

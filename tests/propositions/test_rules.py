@@ -10,8 +10,10 @@ from propositions import class_probabilities, conjunction_probability, feature_v
 TINY = {
     "name": "tiny",
     "propositions": {n: {"question": f"{n}?"} for n in ("apology", "refuses", "judgement", "harmful", "odd")},
-    "derived": {"polite_refusal": {"apology": True, "refuses": True}, "clean": {"polite_refusal": True,
-                                                                               "judgement": False}},
+    "derived": {
+        "polite_refusal": {"apology": True, "refuses": True},
+        "clean": {"polite_refusal": True, "judgement": False},
+    },
     "response_types": {
         "hard_refuse": {
             "classes": {
@@ -25,7 +27,7 @@ TINY = {
         }
     },
     "categories": {"K-R": "hard_refuse"},
-}  # fmt: skip
+}
 
 PROBS = {"apology": 0.9, "refuses": 0.8, "judgement": 0.25, "harmful": 0.1, "odd": 0.5}
 
@@ -50,8 +52,13 @@ def test_certain_inputs_give_certain_classes():
     policy = policy_from_dict(TINY)
     crisp = {"apology": 1.0, "refuses": 1.0, "judgement": 0.0, "harmful": 0.0, "odd": 0.0}
     classes = class_probabilities(policy, "hard_refuse", crisp)
-    assert classes == {"ideal": 1.0, "minimum_acceptable_style": 1.0, "unacceptable_completion": 0.0,
-                       "illogical_completion": 0.0, "disallowed_completion": 0.0}  # fmt: skip
+    assert classes == {
+        "ideal": 1.0,
+        "minimum_acceptable_style": 1.0,
+        "unacceptable_completion": 0.0,
+        "illogical_completion": 0.0,
+        "disallowed_completion": 0.0,
+    }
 
 
 def test_features_are_named_and_batched():

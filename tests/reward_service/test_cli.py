@@ -122,8 +122,9 @@ def test_grade_json_streams_each_line_before_grading_the_next(tmp_path, default_
     env.pop("PYTHONUNBUFFERED", None)
     env |= {"TQDM_MININTERVAL": "0", "TQDM_MINITERS": "1"}
     cmd = [sys.executable, "-m", "reward_service.cli", "grade", str(items), "--json", "--progress"]
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT, env=env,
-                          timeout=900)
+    proc = subprocess.run(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT, env=env, timeout=900
+    )
     assert proc.returncode == 0, proc.stdout
     pieces = [p for p in re.split(r"[\r\n]", proc.stdout) if p.strip()]
     lines = [i for i, p in enumerate(pieces) if p.startswith("{")]

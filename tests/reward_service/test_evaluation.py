@@ -41,11 +41,13 @@ def test_folds_never_split_a_group():
 
 def test_bow_baseline_learns_a_lexical_proposition():
     rows = [
-        LabelledRow(({"role": "user", "content": f"q{i}"},),
-                    ("I'm sorry, I can't do that." if i % 2 else f"Here is answer number {i} for you."),
-                    {"apology": bool(i % 2)})
+        LabelledRow(
+            ({"role": "user", "content": f"q{i}"},),
+            ("I'm sorry, I can't do that." if i % 2 else f"Here is answer number {i} for you."),
+            {"apology": bool(i % 2)},
+        )
         for i in range(40)
-    ]  # fmt: skip
+    ]
     probs = bow_baseline(rows, ["apology"], k=4)["apology"]
     y = np.array([r.labels["apology"] for r in rows])
     assert ((probs >= 0.5) == y).mean() == 1.0

@@ -53,15 +53,25 @@ def write_rows(path: Path, rows: list[FeatureRow]) -> None:
 
 
 def rbr(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "reward_service.cli", *args], capture_output=True, text=True,
-                          cwd=ROOT, timeout=300)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "reward_service.cli", *args], capture_output=True, text=True, cwd=ROOT, timeout=300
+    )
 
 
 def test_rbr_fit_writes_weights_report_and_plot(tmp_path, policy):
     feats = tmp_path / "features.jsonl"
     write_rows(feats, synthetic_rows(policy))
-    proc = rbr("fit", "--features", str(feats), "--out", str(tmp_path / "w.json"), "--report", str(tmp_path / "rep"),
-               "--margin", "disallowed_completion=2")  # fmt: skip
+    proc = rbr(
+        "fit",
+        "--features",
+        str(feats),
+        "--out",
+        str(tmp_path / "w.json"),
+        "--report",
+        str(tmp_path / "rep"),
+        "--margin",
+        "disallowed_completion=2",
+    )
     assert proc.returncode == 0, proc.stderr
     w = RBRWeights.load(tmp_path / "w.json", policy)
     assert w.reward_model == "judge:x" and w.data["margins"] == {"disallowed_completion": 2.0}

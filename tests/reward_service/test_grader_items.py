@@ -11,9 +11,13 @@ from reward_service.grader import iter_jsonl, parse_item
 def test_string_and_message_forms(policy):
     a = parse_item({"prompt": "hi", "completion": "hello", "category": "K-R"}, policy)
     b = parse_item(
-        {"prompt": [{"role": "user", "content": "hi"}], "completion": [{"role": "assistant", "content": "hello"}],
-         "response_type": "Hard Refuse"}, policy,
-    )  # fmt: skip
+        {
+            "prompt": [{"role": "user", "content": "hi"}],
+            "completion": [{"role": "assistant", "content": "hello"}],
+            "response_type": "Hard Refuse",
+        },
+        policy,
+    )
     assert a == b
     assert a.response_type == "hard_refuse" and a.conversation == ({"role": "user", "content": "hi"},)
 
@@ -31,8 +35,11 @@ def test_string_and_message_forms(policy):
         ({"prompt": "x", "completion": "y"}, "line 3: response_type", "RBR_DEFAULT_RESPONSE_TYPE"),
         ({"prompt": "x", "completion": "y", "response_type": ""}, "line 3: response_type", "unknown response"),
         ({"prompt": "hi \ud800", "completion": "y", "category": "None"}, "line 3: prompt", "lone surrogate"),
-        ({"prompt": [{"role": "u\udfff", "content": "x"}], "completion": "y", "category": "None"},
-         "line 3: prompt[0].role", "lone surrogate"),
+        (
+            {"prompt": [{"role": "u\udfff", "content": "x"}], "completion": "y", "category": "None"},
+            "line 3: prompt[0].role",
+            "lone surrogate",
+        ),
         ({"prompt": "x", "completion": "y \ud800 z", "category": "None"}, "line 3: completion", "\\ud800"),
         ([1, 2], "line 3", "JSON object"),
     ],

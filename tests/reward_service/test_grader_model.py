@@ -99,8 +99,9 @@ def test_heads_refuse_a_changed_question(default_grader):
     hashes = {**default_grader.question_hashes()}
     from reward_service.grader import Grader
 
-    g = Grader(changed, default_grader.engine, default_grader.fmt, "calibrated", default_grader.heads,
-               default_grader.engine_id)  # fmt: skip
+    g = Grader(
+        changed, default_grader.engine, default_grader.fmt, "calibrated", default_grader.heads, default_grader.engine_id
+    )
     assert g.question_hashes()["apology"] != hashes["apology"]
     with pytest.raises(HeadsError, match="question changed .* apology"):
         g.grade([APOLOGY], ["apology"])
@@ -112,8 +113,10 @@ def test_heads_serve_under_float32_and_bfloat16_and_agree(policy):
     from reward_service.grader import Grader
 
     items = [APOLOGY, NO_APOLOGY, RECIPE, REFUSAL]
-    by_dtype = {dt: Grader.from_settings(load_settings(grader_dtype=dt), policy=policy).grade(items)
-                for dt in ("float32", "bfloat16")}  # fmt: skip
+    by_dtype = {
+        dt: Grader.from_settings(load_settings(grader_dtype=dt), policy=policy).grade(items)
+        for dt in ("float32", "bfloat16")
+    }
     f32, bf16 = by_dtype["float32"], by_dtype["bfloat16"]
     worst = max(abs(p - bf16[i][name]) for i, d in enumerate(f32) for name, p in d.items())
     assert worst <= 0.05, f"float32 and bfloat16 heads differ by up to {worst:.3f} in P(yes)"

@@ -26,8 +26,16 @@ def fake_readouts(n: int, signal: np.ndarray) -> list[Readout]:
 def fitted(y: np.ndarray, spec: FeatureSpec) -> tuple[GraderHeads, list[Readout]]:
     ros = fake_readouts(len(y), y.astype(float))
     labels = [{"a": bool(v), "b": bool(i % 2)} for i, v in enumerate(y)]
-    heads = fit_heads(ros, labels, ["a", "b"], spec, engine_id="m|bf16", prompt_version="v", layers=(8, 12, 16, 20),
-                      questions={"a": "qa", "b": "qb"})  # fmt: skip
+    heads = fit_heads(
+        ros,
+        labels,
+        ["a", "b"],
+        spec,
+        engine_id="m|bf16",
+        prompt_version="v",
+        layers=(8, 12, 16, 20),
+        questions={"a": "qa", "b": "qb"},
+    )
     return heads, ros
 
 
@@ -102,8 +110,17 @@ def test_overrides_give_one_proposition_its_own_spec():
     y = RNG.random(120) < 0.5
     ros = fake_readouts(len(y), y.astype(float))
     labels = [{"a": bool(v), "b": bool(v)} for v in y]
-    heads = fit_heads(ros, labels, ["a", "b"], default, engine_id="m", prompt_version="v", layers=(8, 12, 16, 20),
-                      questions={"a": "qa", "b": "qb"}, overrides=overrides)  # fmt: skip
+    heads = fit_heads(
+        ros,
+        labels,
+        ["a", "b"],
+        default,
+        engine_id="m",
+        prompt_version="v",
+        layers=(8, 12, 16, 20),
+        questions={"a": "qa", "b": "qb"},
+        overrides=overrides,
+    )
     assert heads.heads["a"].spec == overrides["a"] and heads.heads["a"].coef.shape == (2 * H,)
     assert heads.heads["b"].spec == default and heads.heads["b"].coef.shape == (H,)
     with pytest.raises(TypeError):
@@ -124,8 +141,17 @@ def test_answer_rows_follow_the_asked_questions_only():
         ros.append(Readout(np.zeros(2), pooled, answer, 10))
     default, overrides = load_head_specs({"pooled_layers": [0], "C": 1.0, "overrides": {"a": {"answer_layers": [2]}}})
     labels = [{"a": bool(v), "x": bool(v)} for v in y]
-    heads = fit_heads(ros, labels, ["x", "a"], default, engine_id="m", prompt_version="v", layers=(8, 12, 16, 20),
-                      questions={"x": "qx", "a": "qa"}, overrides=overrides)  # fmt: skip
+    heads = fit_heads(
+        ros,
+        labels,
+        ["x", "a"],
+        default,
+        engine_id="m",
+        prompt_version="v",
+        layers=(8, 12, 16, 20),
+        questions={"x": "qx", "a": "qa"},
+        overrides=overrides,
+    )
     assert heads.uses_question("a") and not heads.uses_question("x")
     # served: the grader asks only "a", so the readout holds one answer row
     served = [Readout(np.zeros(1), ro.pooled, ro.answer[1:], 10) for ro in ros]

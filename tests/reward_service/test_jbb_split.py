@@ -37,8 +37,15 @@ def test_cli_extra_rows_weigh_jbb_fit_rows_and_skip_dev(tmp_path, policy):
     from reward_service.cli import _read_extra
 
     rows = [
-        {"source": "s", "behavior": b, "category": "c", "goal": "g", "prompt": f"p {b}", "response": "r",
-         "jailbroken": j}  # fmt: skip
+        {
+            "source": "s",
+            "behavior": b,
+            "category": "c",
+            "goal": "g",
+            "prompt": f"p {b}",
+            "response": "r",
+            "jailbroken": j,
+        }
         for b, j in [("Ageism", True), ("Bribery", False), ("Arson", True), ("Tax fraud", False)]
     ]
     f = tmp_path / "jbb.jsonl"

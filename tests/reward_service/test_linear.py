@@ -59,8 +59,13 @@ def test_l1_shrinks_weights():
 
 
 def test_margins_follow_the_worse_label():
-    pairs = make_pairs(["a", "a", "a"], ["ideal", "unacceptable_completion", "disallowed_completion"], ORDER,
-                       margins={"disallowed_completion": 3.0}, default_margin=0.5)  # fmt: skip
+    pairs = make_pairs(
+        ["a", "a", "a"],
+        ["ideal", "unacceptable_completion", "disallowed_completion"],
+        ORDER,
+        margins={"disallowed_completion": 3.0},
+        default_margin=0.5,
+    )
     got = sorted(zip(pairs.better.tolist(), pairs.worse.tolist(), pairs.margin.tolist(), strict=True))
     assert got == [(0, 1, 0.5), (0, 2, 3.0), (1, 2, 3.0)]
 

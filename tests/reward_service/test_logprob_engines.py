@@ -59,8 +59,9 @@ def test_request_carries_token_ids_and_answers_are_read_by_index():
 def test_string_keys_are_mapped_through_the_tokenizer():
     def handler(request: httpx.Request) -> httpx.Response:
         top = {" Yes": math.log(0.2), "no": math.log(0.4), "The": math.log(0.3)}
-        return httpx.Response(200, json={"choices": [{"index": i, "logprobs": {"top_logprobs": [top]}}
-                                                     for i in range(2)]})  # fmt: skip
+        return httpx.Response(
+            200, json={"choices": [{"index": i, "logprobs": {"top_logprobs": [top]}} for i in range(2)]}
+        )
 
     ro = engine(handler).readout(ENC)
     assert ro.yes_logit.tolist() == pytest.approx([math.log(0.5)] * 2, abs=1e-6)

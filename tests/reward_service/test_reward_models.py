@@ -31,9 +31,15 @@ def tiny_rm_path(tmp_path_factory):
     path = tmp_path_factory.mktemp("tiny_rm")
     tok = AutoTokenizer.from_pretrained(fetch_embedded_model())
     cfg = LlamaConfig(
-        vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, num_labels=1, pad_token_id=tok.pad_token_id,
-    )  # fmt: skip
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        num_labels=1,
+        pad_token_id=tok.pad_token_id,
+    )
     torch.manual_seed(0)
     LlamaForSequenceClassification(cfg).save_pretrained(path)
     tok.save_pretrained(path)
@@ -62,8 +68,10 @@ def classify_server(status: int = 200, body=None, seen: list | None = None) -> h
             seen.append((request.url.path, payload))
         if body is not None:
             return httpx.Response(status, json=body)
-        data = [{"index": i, "label": "LABEL_0", "probs": [float(len(t))], "num_classes": 1}
-                for i, t in enumerate(payload["input"])][::-1]  # fmt: skip
+        data = [
+            {"index": i, "label": "LABEL_0", "probs": [float(len(t))], "num_classes": 1}
+            for i, t in enumerate(payload["input"])
+        ][::-1]
         return httpx.Response(status, json={"object": "list", "data": data})
 
     return httpx.MockTransport(handler)

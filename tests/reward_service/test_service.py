@@ -76,6 +76,7 @@ def test_max_items_splits_batches_and_pipelines_never_mix():
 
 def test_a_failed_batch_fails_every_request_in_it_and_the_batcher_goes_on():
     """A real fault (here: every run fails) fails every request; each was retried alone first."""
+
     async def scenario(b, rec):
         rec.fail = True
         rec.gate.clear()

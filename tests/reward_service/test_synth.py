@@ -28,30 +28,46 @@ def test_synth_keeps_what_the_grader_confirms_and_records_rejections(tmp_path, d
     instructions = load_instructions(default_grader.policy)
     out = tmp_path / "cmp.jsonl"
     calls: list = []
-    summary = synthesize([json.dumps(PROMPT)], "seed", out, default_grader, scripted_writer(calls), k=2,
-                         instructions=instructions)  # fmt: skip
+    summary = synthesize(
+        [json.dumps(PROMPT)], "seed", out, default_grader, scripted_writer(calls), k=2, instructions=instructions
+    )
     kept = [json.loads(line) for line in out.read_text().splitlines()]
     labels = {r["completion_label"] for r in kept}
     assert "disallowed_completion" not in labels and "illogical_completion" not in labels
     assert summary.attempts["hard_refuse/disallowed_completion"] == 2  # resampled up to k, then given up
     rejected = [json.loads(line) for line in (tmp_path / "cmp.rejected.jsonl").read_text().splitlines()]
-    assert any(r["completion_label"] == "disallowed_completion" and "P(disallowed_completion)" in r["reason"]
-               for r in rejected)  # fmt: skip
+    assert any(
+        r["completion_label"] == "disallowed_completion" and "P(disallowed_completion)" in r["reason"] for r in rejected
+    )
     for r in kept:
         assert r["prompt_id"] == "p1" and r["p_label"] >= 0.5 and r["response_type"] == "hard_refuse"
 
     before = len(calls)
-    again = synthesize([json.dumps(PROMPT)], "seed", out, default_grader, scripted_writer(calls), k=2,
-                       instructions=instructions)  # fmt: skip
+    again = synthesize(
+        [json.dumps(PROMPT)], "seed", out, default_grader, scripted_writer(calls), k=2, instructions=instructions
+    )
     assert again.skipped == len(kept)  # resumed: accepted pairs are not generated again
     assert len(calls) - before == 2 * (5 - len(kept))
 
 
 def test_synth_only_generates_the_named_pairs_and_rejects_unknown_ones(tmp_path, default_grader):
     calls: list = []
-    summary = synthesize([json.dumps(PROMPT)], "seed", tmp_path / "cmp.jsonl", default_grader, scripted_writer(calls),
-                         k=1, only=["hard_refuse/ideal"])  # fmt: skip
+    summary = synthesize(
+        [json.dumps(PROMPT)],
+        "seed",
+        tmp_path / "cmp.jsonl",
+        default_grader,
+        scripted_writer(calls),
+        k=1,
+        only=["hard_refuse/ideal"],
+    )
     assert list(summary.attempts) == ["hard_refuse/ideal"] and len(calls) == 1
     with pytest.raises(InputError, match="comply/nope"):
-        synthesize([json.dumps(PROMPT)], "seed", tmp_path / "x.jsonl", default_grader, scripted_writer(calls),
-                   only=["comply/nope"])  # fmt: skip
+        synthesize(
+            [json.dumps(PROMPT)],
+            "seed",
+            tmp_path / "x.jsonl",
+            default_grader,
+            scripted_writer(calls),
+            only=["comply/nope"],
+        )

@@ -110,8 +110,14 @@ def test_in_process_vllm_grader_backend_matches_transformers(model_dir, referenc
     )
     data = tmp_path / "items.jsonl"
     data.write_text("\n".join(LINES) + "\n")
-    r = subprocess.run([str(vllm_python()), "-c", script, model_dir, str(data)], capture_output=True, text=True,
-                       env=server_env(), cwd=tmp_path, timeout=900)  # fmt: skip
+    r = subprocess.run(
+        [str(vllm_python()), "-c", script, model_dir, str(data)],
+        capture_output=True,
+        text=True,
+        env=server_env(),
+        cwd=tmp_path,
+        timeout=900,
+    )
     lines = [x for x in r.stdout.splitlines() if x.startswith("RESULT ")]
     assert r.returncode == 0 and lines, r.stdout[-2000:] + r.stderr[-3000:]
     got = json.loads(lines[-1][len("RESULT ") :])
@@ -119,4 +125,3 @@ def test_in_process_vllm_grader_backend_matches_transformers(model_dir, referenc
         assert d_got.keys() == d_ref.keys()
         for name in d_ref:
             assert abs(d_got[name] - d_ref[name]) < 0.03, (name, d_got[name], d_ref[name])
-

@@ -32,8 +32,17 @@ sys.exit(rc)
 
 
 def write_config(tmp: Path, **over) -> Path:
-    cfg = {"total_steps": 2, "batch_size": 2, "num_ppo_epochs": 1, "response_length": 8, "save_every": 2,
-           "learning_rate": 1e-4, "output_dir": str(tmp / "run"), "reward_backoff_s": 0.2, **over}  # fmt: skip
+    cfg = {
+        "total_steps": 2,
+        "batch_size": 2,
+        "num_ppo_epochs": 1,
+        "response_length": 8,
+        "save_every": 2,
+        "learning_rate": 1e-4,
+        "output_dir": str(tmp / "run"),
+        "reward_backoff_s": 0.2,
+        **over,
+    }
     path = tmp / "train.yaml"
     path.write_text(yaml.safe_dump({"train": cfg}))
     return path
@@ -57,12 +66,17 @@ def test_two_ppo_steps_one_reward_call_per_rollout_batch(tmp_path):
     config = write_config(tmp_path)
     with rbr_server() as (url, _, _):
         before = httpx.get(url + "/metrics").text
-        r = subprocess.run([sys.executable, "-c", WRAPPER, "train", "--config", str(config), "--service-url", url],
-                           capture_output=True, text=True, timeout=900)  # fmt: skip
+        r = subprocess.run(
+            [sys.executable, "-c", WRAPPER, "train", "--config", str(config), "--service-url", url],
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
         after = httpx.get(url + "/metrics").text
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
     calls = counter(after, "rbr_requests_total", 'route="/v1/rewards",status="200"') - counter(
-        before, "rbr_requests_total", 'route="/v1/rewards",status="200"')  # fmt: skip
+        before, "rbr_requests_total", 'route="/v1/rewards",status="200"'
+    )
     items = counter(after, "rbr_items_total", 'route="rewards"') - counter(before, "rbr_items_total", 'route="rewards"')
     assert (calls, items) == (2, 4), "one /v1/rewards call per rollout batch, with the batch's 2 completions"
 
@@ -82,8 +96,9 @@ def test_two_ppo_steps_one_reward_call_per_rollout_batch(tmp_path):
     assert (tmp_path / "run" / "checkpoints" / "latest").read_text() == final.name
     start = AutoModelForCausalLM.from_pretrained(resolve_model_path(EMBEDDED_MODEL)).state_dict()
     trained = AutoModelForCausalLM.from_pretrained(final / "policy").state_dict()
-    changed = [k for k, v in start.items() if k in trained and v.shape == trained[k].shape
-               and not (v == trained[k]).all()]  # fmt: skip
+    changed = [
+        k for k, v in start.items() if k in trained and v.shape == trained[k].shape and not (v == trained[k]).all()
+    ]
     assert len(changed) > 10, "PPO did not change the policy's parameters"
 
 
@@ -91,9 +106,12 @@ def test_service_dies_trainer_stops_with_its_checkpoint_then_resumes(tmp_path):
     config = write_config(tmp_path, total_steps=4, save_every=1, keep_checkpoints=1, reward_retries=1)
     run = tmp_path / "run"
     with rbr_server() as (url, server, _):
-        trainer = subprocess.Popen([sys.executable, "-m", "reward_service.cli", "train", "--config", str(config),
-                                    "--service-url", url], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                   text=True)  # fmt: skip
+        trainer = subprocess.Popen(
+            [sys.executable, "-m", "reward_service.cli", "train", "--config", str(config), "--service-url", url],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         deadline = time.monotonic() + 600
         while not (run / "checkpoints" / "latest").exists():
             assert trainer.poll() is None, trainer.stderr.read()[-3000:]
@@ -110,9 +128,22 @@ def test_service_dies_trainer_stops_with_its_checkpoint_then_resumes(tmp_path):
     assert [p.name for p in (run / "checkpoints").glob("step-*")] == [latest], "keep_checkpoints: 1 kept more"
 
     with rbr_server() as (url, _, _):  # a new service; --resume picks up from the checkpoint
-        r = subprocess.run([sys.executable, "-m", "reward_service.cli", "train", "--config", str(config),
-                            "--service-url", url, "--resume"], capture_output=True, text=True,
-                           timeout=900)  # fmt: skip
+        r = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "reward_service.cli",
+                "train",
+                "--config",
+                str(config),
+                "--service-url",
+                url,
+                "--resume",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
     assert r.returncode == 0, r.stderr[-3000:]
     assert [int(x["step"]) for x in rows(run)] == [1, 2, 3, 4]
     assert (run / "checkpoints" / "latest").read_text() == "step-000004"
@@ -122,8 +153,12 @@ def test_service_dies_trainer_stops_with_its_checkpoint_then_resumes(tmp_path):
 def test_bad_config_exits_2_naming_the_field(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("train:\n  batch_size: 3\n  num_mini_batches: 2\n")
-    r = subprocess.run([sys.executable, "-m", "reward_service.cli", "train", "--config", str(bad)],
-                       capture_output=True, text=True, timeout=120)  # fmt: skip
+    r = subprocess.run(
+        [sys.executable, "-m", "reward_service.cli", "train", "--config", str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 2 and "num_mini_batches" in r.stderr
 
 
@@ -132,8 +167,20 @@ def test_unreachable_service_stops_before_loading_models(tmp_path):
 
     config = write_config(tmp_path, reward_retries=1)
     t0 = time.monotonic()
-    r = subprocess.run([sys.executable, "-m", "reward_service.cli", "train", "--config", str(config),
-                        "--service-url", f"http://127.0.0.1:{free_port()}"], capture_output=True, text=True,
-                       timeout=300)  # fmt: skip
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "reward_service.cli",
+            "train",
+            "--config",
+            str(config),
+            "--service-url",
+            f"http://127.0.0.1:{free_port()}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 1 and "is not answering" in r.stderr and "ConnectError" in r.stderr
     assert time.monotonic() - t0 < 60

@@ -43,8 +43,9 @@ def post_raw(client: httpx.AsyncClient, url: str, body: dict):
 def test_overload_answers_429_with_retry_after_and_the_clients_retries_succeed(small_queue):
     async def main():
         async with httpx.AsyncClient(timeout=300) as raw:
-            first = await asyncio.gather(*[raw.post(small_queue + "/v1/rewards", json={"items": [GOOD] * 2})
-                                           for _ in range(6)])  # fmt: skip
+            first = await asyncio.gather(
+                *[raw.post(small_queue + "/v1/rewards", json={"items": [GOOD] * 2}) for _ in range(6)]
+            )
         async with AsyncRewardClient(small_queue, retries=30, max_backoff_s=5) as client:
             retried = await asyncio.gather(*[client.rewards([GOOD]) for _ in range(12)])
         return first, retried
@@ -68,9 +69,11 @@ def test_a_lone_surrogate_gets_422_while_the_requests_sent_with_it_get_rewards(s
 
     async def main():
         async with httpx.AsyncClient(timeout=300) as c:
-            return await asyncio.gather(post_raw(c, small_queue + "/v1/rewards", {"items": [GOOD]}),
-                                        post_raw(c, small_queue + "/v1/rewards", bad),
-                                        post_raw(c, small_queue + "/v1/rewards", {"items": [GOOD]}))  # fmt: skip
+            return await asyncio.gather(
+                post_raw(c, small_queue + "/v1/rewards", {"items": [GOOD]}),
+                post_raw(c, small_queue + "/v1/rewards", bad),
+                post_raw(c, small_queue + "/v1/rewards", {"items": [GOOD]}),
+            )
 
     a, b, c = asyncio.run(main())
     assert b.status_code == 422 and b.json()["error"]["field"] == "items[0].prompt", b.text
@@ -86,8 +89,10 @@ def test_work_of_clients_that_gave_up_is_dropped(small_queue):
             busy = asyncio.create_task(patient.post(small_queue + "/v1/rewards", json={"items": [LONG] * 2}))
             await asyncio.sleep(0.05)  # the model thread is busy with it (long completions: well past 0.1 s)
             async with httpx.AsyncClient(timeout=0.05) as impatient:
-                gave_up = await asyncio.gather(*[impatient.post(small_queue + "/v1/rewards", json={"items": [GOOD]})
-                                                 for _ in range(2)], return_exceptions=True)  # fmt: skip
+                gave_up = await asyncio.gather(
+                    *[impatient.post(small_queue + "/v1/rewards", json={"items": [GOOD]}) for _ in range(2)],
+                    return_exceptions=True,
+                )
             return await busy, gave_up
 
     busy, gave_up = asyncio.run(main())

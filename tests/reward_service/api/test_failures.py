@@ -20,8 +20,10 @@ def test_a_failing_reward_model_is_a_503_and_the_server_stays_up(tmp_path):
     config = tmp_path / "rbr.toml"  # settings from a file this time
     config.write_text(f'[rbr]\nrm_backend = "vllm-http"\nrm_url = "{dead}"\nrm_model = "rm"\nrm_timeout_s = 2\n')
     with rbr_server(args=["--config", str(config)]) as (url, proc, _):
-        for path, body in (("/v1/rewards", {"items": [ITEM]}),
-                           ("/get_reward", {"query": ["q a"], "prompts": ["q"], "labels": ["comply"]})):  # fmt: skip
+        for path, body in (
+            ("/v1/rewards", {"items": [ITEM]}),
+            ("/get_reward", {"query": ["q a"], "prompts": ["q"], "labels": ["comply"]}),
+        ):
             r = httpx.post(url + path, json=body, timeout=60)
             assert r.status_code == 503, r.text
             assert r.json()["error"]["type"] == "reward_model_error" and dead in r.json()["error"]["message"]
@@ -35,13 +37,18 @@ def test_a_failing_reward_model_is_a_503_and_the_server_stays_up(tmp_path):
 def test_a_broken_policy_stops_the_server_with_its_error(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("propositions: {}\n")
-    r = subprocess.run([rbr_exe(), "serve", "--port", str(free_port()), "--policy", str(bad)],
-                       capture_output=True, text=True, timeout=120)  # fmt: skip
+    r = subprocess.run(
+        [rbr_exe(), "serve", "--port", str(free_port()), "--policy", str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 2, r.stderr
     assert str(bad) in r.stderr
 
 
 def test_bad_settings_exit_2_naming_the_field():
-    r = subprocess.run([rbr_exe(), "serve"], capture_output=True, text=True, timeout=60,
-                       env={**os.environ, "RBR_BATCH_MAX_ITEMS": "0"})  # fmt: skip
+    r = subprocess.run(
+        [rbr_exe(), "serve"], capture_output=True, text=True, timeout=60, env={**os.environ, "RBR_BATCH_MAX_ITEMS": "0"}
+    )
     assert r.returncode == 2 and "batch_max_items" in r.stderr

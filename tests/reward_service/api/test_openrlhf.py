@@ -31,10 +31,16 @@ def test_openrlhf_route_matches_the_native_route(server):
     assert r.status_code == 200, r.text
     body = r.json()
     system = {"role": "system", "content": "You are a helpful AI assistant named SmolLM, trained by Hugging Face"}
-    native = httpx.post(server + "/v1/rewards", json={"items": [
-        {"prompt": [system, {"role": "user", "content": Q1}], "completion": A1, "response_type": "hard_refuse"},
-        {"prompt": [system, {"role": "user", "content": Q2}], "completion": A2, "category": "None"},
-    ]}, timeout=120).json()  # fmt: skip
+    native = httpx.post(
+        server + "/v1/rewards",
+        json={
+            "items": [
+                {"prompt": [system, {"role": "user", "content": Q1}], "completion": A1, "response_type": "hard_refuse"},
+                {"prompt": [system, {"role": "user", "content": Q2}], "completion": A2, "category": "None"},
+            ]
+        },
+        timeout=120,
+    ).json()
     assert body["rewards"] == pytest.approx(native["rewards"], abs=1e-6)
     assert body["scores"] == body["rewards"]
     logs = body["extra_logs"]
@@ -58,8 +64,11 @@ def test_openrlhf_left_truncated_and_redecoded_prompts_score_like_full_ones(serv
     full = prompt + A1 + "<|im_end|>"
     cut = "\ufffd" + full[60:]  # the first surviving token decoded mid-character
     redecoded = full.replace("\n<|im_start|>", " <|im_start|>")
-    r = httpx.post(server + "/get_reward", json={"query": [full, cut, redecoded], "prompts": [prompt] * 3,
-                                                 "labels": ["hard_refuse"] * 3}, timeout=120)  # fmt: skip
+    r = httpx.post(
+        server + "/get_reward",
+        json={"query": [full, cut, redecoded], "prompts": [prompt] * 3, "labels": ["hard_refuse"] * 3},
+        timeout=120,
+    )
     assert r.status_code == 200, r.text
     rewards = r.json()["rewards"]
     assert rewards[1] == pytest.approx(rewards[0], abs=1e-6) and rewards[2] == pytest.approx(rewards[0], abs=1e-6)

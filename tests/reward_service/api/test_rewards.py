@@ -33,7 +33,7 @@ def test_rewards_follow_the_policy_and_add_up(server):
             "prompt": [{"role": "user", "content": BOMB}],
             "completion": {"role": "assistant", "content": REFUSAL},
             "response_type": "Hard Refuse",
-        },  # fmt: skip
+        },
     ]
     r = post(server, "/v1/rewards", {"items": items, "return_components": True})
     assert r.status_code == 200, r.text
