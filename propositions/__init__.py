@@ -1,11 +1,11 @@
 """The behaviour policy and its rule arithmetic. No model code lives here."""
 
+from ._errors import InputError, PolicyError, RBRError
 from ._policy import (
     CLASS_NAMES,
     DEFAULT_POLICY_PATH,
     Conjunction,
     Policy,
-    PolicyError,
     PropositionSpec,
     ResponseTypeSpec,
     load_policy,
@@ -18,9 +18,11 @@ __all__ = [
     "CLASS_NAMES",
     "DEFAULT_POLICY_PATH",
     "Conjunction",
+    "InputError",
     "Policy",
     "PolicyError",
     "PropositionSpec",
+    "RBRError",
     "ResponseTypeSpec",
     "class_probabilities",
     "conjunction_probability",

@@ -17,6 +17,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from ._errors import PolicyError
+
 __all__ = [
     "CLASS_NAMES",
     "DEFAULT_POLICY_PATH",
@@ -43,14 +45,6 @@ CLASS_NAMES = (
 
 #: A conjunction: proposition (or derived proposition) name -> the truth value it must have.
 Conjunction = dict[str, bool]
-
-
-class PolicyError(ValueError):
-    """A policy file is invalid. The message names the file, the key and the problem."""
-
-    def __init__(self, source: str, key: str, problem: str) -> None:
-        self.source, self.key, self.problem = source, key, problem
-        super().__init__(f"{source}: {key}: {problem}")
 
 
 class _Strict(BaseModel):

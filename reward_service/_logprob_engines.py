@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from ._engine import Readout
+from ._http import post_json
 from ._prompt import EncodedItem
 from .errors import GraderError, GraderTimeout, ModelLoadError
 
@@ -89,8 +90,6 @@ class OpenAIEngine:
         return self._by_text.get(key)
 
     def _complete(self, enc: EncodedItem) -> Readout:
-        import httpx
-
         prompts = [enc.prefix_ids + s for s in enc.suffix_ids]
         body = {
             "model": self.model,
@@ -101,19 +100,12 @@ class OpenAIEngine:
             "return_tokens_as_token_ids": True,  # vLLM: top_logprobs keyed "token_id:<id>"
         }
         url = f"{self.base_url}/v1/completions"
+        answer = post_json(self._http, "/v1/completions", body, "grader server", GraderError, GraderTimeout)
         try:
-            resp = self._http.post("/v1/completions", json=body)
-        except httpx.TimeoutException as e:
-            raise GraderTimeout(f"grader server timed out: {url}") from e
-        except httpx.HTTPError as e:
-            raise GraderError(f"cannot reach the grader server {url}: {type(e).__name__}: {e}") from e
-        if resp.status_code != 200:
-            raise GraderError(f"grader server {url} answered {resp.status_code}: {resp.text[:300]}")
-        try:
-            choices = sorted(resp.json()["choices"], key=lambda c: c["index"])
+            choices = sorted(answer["choices"], key=lambda c: c["index"])
             tops = [choice["logprobs"]["top_logprobs"][0] for choice in choices]
-        except (ValueError, KeyError, TypeError, IndexError) as e:
-            raise GraderError(f"malformed /v1/completions answer from {url}: {resp.text[:300]}") from e
+        except (KeyError, TypeError, IndexError) as e:
+            raise GraderError(f"malformed /v1/completions answer from {url}: {str(answer)[:300]}") from e
         if len(tops) != len(prompts):
             raise GraderError(f"{url} returned {len(tops)} choices for {len(prompts)} prompts")
         z = []

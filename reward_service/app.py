@@ -19,8 +19,6 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from propositions import PolicyError
-
 from .api import router
 from .api.deps import ClientGone
 from .config import Settings, load_settings
@@ -34,6 +32,7 @@ from .errors import (
     ModelLoadError,
     NotReadyError,
     OverloadedError,
+    PolicyError,
     RBRError,
     RequestTimeout,
     RewardModelError,
@@ -49,8 +48,8 @@ log = logging.getLogger("rbr.app")
 #: exception -> (HTTP status, error type). The first matching class wins (subclasses first).
 STATUS: tuple[tuple[type[Exception], int, str], ...] = (
     (LimitError, 413, "too_large"),
-    (InputError, 422, "invalid_input"),
     (PolicyError, 422, "invalid_policy"),
+    (InputError, 422, "invalid_input"),
     (WeightsMismatchError, 422, "weights_mismatch"),
     (AuthError, 401, "unauthorized"),
     (OverloadedError, 429, "overloaded"),
@@ -169,7 +168,6 @@ def create_app(
     app.include_router(router)
 
     @app.exception_handler(RBRError)
-    @app.exception_handler(PolicyError)
     async def _rbr_error(request: Request, exc: Exception) -> JSONResponse:
         status, kind = next((s, k) for cls, s, k in STATUS if isinstance(exc, cls))
         service.metrics.errors.labels(kind).inc()

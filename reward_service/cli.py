@@ -376,7 +376,7 @@ def cmd_features(args: argparse.Namespace) -> int:
     lines, source = _read_lines(args.data)
     rows = read_comparisons(lines, source, policy)
     grader = Grader.from_settings(settings, policy=policy)
-    scorer = Scorer(policy, grader, build_reward_model(settings, grader), None)
+    scorer = Scorer(policy, grader, build_reward_model(settings, grader.identity), None)
     cache = None if args.no_cache else FeatureCache(cache_dir() / "features", scorer.identity)
     scored = scorer.score([r.item for r in rows], cache, progress=True)
     out = Path(args.out)
@@ -399,7 +399,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
     from propositions import load_policy
 
     from .grader import Grader
-    from .synth import synthesize, transformers_generator
+    from .synth import load_writer, synthesize
 
     settings = _settings(args)
     policy = load_policy(settings.policy_file)
@@ -407,7 +407,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
     if args.limit is not None:
         lines = [ln for ln in lines if ln.strip()][: args.limit]
     grader = Grader.from_settings(settings, policy=policy)
-    generate = transformers_generator(grader.engine.tok, grader.engine.model, args.max_new_tokens)
+    generate = load_writer(settings, grader, args.max_new_tokens)
     summary = synthesize(
         lines, source, Path(args.out), grader, generate, args.k, args.threshold, seed=args.seed, only=args.only
     )
@@ -540,7 +540,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     server.run()
     if failure:
         e = failure[0]
-        if isinstance(e, RBRError) or _is_policy_error(e):
+        if isinstance(e, RBRError):
             raise e
         print(f"rbr serve: loading the models failed: {type(e).__name__}: {e}", file=sys.stderr)
         return 1
@@ -738,11 +738,6 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-def _is_policy_error(e: BaseException) -> bool:
-    mod = sys.modules.get("propositions")  # never imported means it cannot have raised
-    return mod is not None and isinstance(e, mod.PolicyError)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     warnings.filterwarnings("ignore", category=FutureWarning)
@@ -754,7 +749,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"rbr {args.command}: error: invalid settings: {problems}", file=sys.stderr)
         return 2
     except Exception as e:
-        if isinstance(e, InputError) or _is_policy_error(e):
+        if isinstance(e, InputError):  # PolicyError included
             print(f"rbr {args.command}: error: {e}", file=sys.stderr)
             return 2
         if isinstance(e, RBRError):

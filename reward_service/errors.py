@@ -2,7 +2,8 @@
 
     RBRError
     ├── InputError          bad input: names the field and the limit (HTTP 422, CLI exit 2)
-    │   └── LimitError      too many items or too long a text (HTTP 413)
+    │   ├── LimitError      too many items or too long a text (HTTP 413)
+    │   └── PolicyError     a policy file is invalid: names the file, the key and the problem (HTTP 422)
     ├── AuthError           missing or wrong bearer token on a protected route (HTTP 401)
     ├── NotReadyError       the service is still loading its models (HTTP 503)
     ├── OverloadedError     too much work is queued; come back after `retry_after` seconds (HTTP 429)
@@ -15,10 +16,13 @@
     ├── WeightsMismatchError  RBR weights fitted for another policy version or other feature names
     └── ServiceError        the reward service answered with an error, or could not be reached (client side)
 
-Policy files raise `propositions.PolicyError` (a ValueError), which names the file, key and problem.
+RBRError, InputError and PolicyError are defined in `propositions` (the bottom layer raises into the tree
+too) and re-exported here. Third-party errors of HTTP calls are mapped in one place, `_http.post_json`.
 """
 
 from __future__ import annotations
+
+from propositions import InputError, PolicyError, RBRError
 
 __all__ = [
     "AuthError",
@@ -30,23 +34,12 @@ __all__ = [
     "ModelLoadError",
     "NotReadyError",
     "OverloadedError",
+    "PolicyError",
     "RBRError",
     "RequestTimeout",
     "ServiceError",
     "WeightsMismatchError",
 ]
-
-
-class RBRError(Exception):
-    """Base of every error this package raises on purpose."""
-
-
-class InputError(RBRError, ValueError):
-    """Bad input. `field` is where (e.g. 'line 3: completion'), the message says what limit it broke."""
-
-    def __init__(self, field: str, problem: str) -> None:
-        self.field, self.problem = field, problem
-        super().__init__(f"{field}: {problem}")
 
 
 class ModelLoadError(RBRError):

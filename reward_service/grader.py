@@ -156,6 +156,11 @@ class Grader:
         """The mode, and for fitted modes which fit: 'heads@3f2a…' (part of every feature cache key)."""
         return self.mode if self.heads is None else f"{self.mode}@{self.heads.fingerprint}"
 
+    @property
+    def identity(self) -> str:
+        """'engine:mode': who grades (a reward model that reads the grader names it in its own identity)."""
+        return f"{self.engine_id}:{self.mode_id}"
+
     @classmethod
     def from_settings(cls, settings, mode: Mode | None = None, policy: Policy | None = None) -> Grader:
         """Load the grader LLM, the policy and (if the mode needs them) the fitted heads."""

@@ -7,18 +7,20 @@ Backends:
              with POST /classify {"model", "input": [texts], "use_activation": false};
   judge      the local grader LLM: the log-odds that the completion fully does what the user asked
              (the embedded default, so the whole stack runs on a CPU; see the README for its limits).
-A failed call raises RewardModelError; it never becomes a default score.
+Every backend is a `RewardModel`: it declares the grader propositions it reads (`needs`; the judge reads
+one, the others none) and the scorer hands it those graded probabilities with the items, so no backend
+is special-cased. A failed call raises RewardModelError; it never becomes a default score.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 import numpy as np
 
 from .errors import ModelLoadError, RewardModelError
-from .grader import GradeItem, Grader
+from .grader import GradeItem
 
 __all__ = [
     "build_reward_model",
@@ -30,12 +32,20 @@ __all__ = [
 ]
 
 
+Graded = Sequence[Mapping[str, float]]  # per item: proposition -> P(yes), as Grader.grade returns
+
+
 class RewardModel(Protocol):
-    """Scores completions; higher is more helpful. `identity` is recorded with fitted weights."""
+    """Scores completions; higher is more helpful. `identity` is recorded with fitted weights.
+
+    `needs` names the grader propositions `score` reads; the caller passes them graded, one mapping per
+    item (at least those names), or None when `needs` is empty.
+    """
 
     identity: str
+    needs: tuple[str, ...]
 
-    def score(self, items: Sequence[GradeItem]) -> np.ndarray:  # (n,) float
+    def score(self, items: Sequence[GradeItem], graded: Graded | None = None) -> np.ndarray:  # (n,) float
         ...
 
 
@@ -65,9 +75,10 @@ class HFRewardModel:
         self.model.config.pad_token_id = self.tok.pad_token_id
         self.model.eval()
         self.identity = f"hf:{path}"
+        self.needs: tuple[str, ...] = ()
         self.batch_size, self.max_length = batch_size, max_length
 
-    def score(self, items: Sequence[GradeItem]) -> np.ndarray:
+    def score(self, items: Sequence[GradeItem], graded: Graded | None = None) -> np.ndarray:
         import torch
 
         out = []
@@ -112,27 +123,21 @@ class VLLMHttpRewardModel:
 
             self.tok = AutoTokenizer.from_pretrained(tokenizer)
         self.identity = f"vllm-http:{model}"
+        self.needs: tuple[str, ...] = ()
 
-    def score(self, items: Sequence[GradeItem]) -> np.ndarray:
-        import httpx
+    def score(self, items: Sequence[GradeItem], graded: Graded | None = None) -> np.ndarray:
+        from ._http import post_json
 
         out: list[float] = []
         for start in range(0, len(items), self.batch_size):
             texts = [render_chat(it, self.tok) for it in items[start : start + self.batch_size]]
             body = {"model": self.model, "input": texts, "use_activation": False}
+            answer = post_json(self.client, "/classify", body, self.identity, RewardModelError)
             try:
-                resp = self.client.post("/classify", json=body)
-            except httpx.TimeoutException as e:
-                raise RewardModelError(f"{self.identity}: timed out calling {self.base_url}/classify") from e
-            except httpx.HTTPError as e:
-                raise RewardModelError(f"{self.identity}: cannot reach {self.base_url}/classify: {e}") from e
-            if resp.status_code != 200:
-                raise RewardModelError(f"{self.identity}: /classify answered {resp.status_code}: {resp.text[:300]}")
-            try:
-                data = sorted(resp.json()["data"], key=lambda d: d["index"])
+                data = sorted(answer["data"], key=lambda d: d["index"])
                 scores = [float(d["probs"][0]) for d in data]
             except (ValueError, KeyError, TypeError, IndexError) as e:
-                raise RewardModelError(f"{self.identity}: malformed /classify response: {resp.text[:300]}") from e
+                raise RewardModelError(f"{self.identity}: malformed /classify response: {str(answer)[:300]}") from e
             if len(scores) != len(texts):
                 raise RewardModelError(f"{self.identity}: /classify returned {len(scores)} scores for {len(texts)}")
             out += scores
@@ -144,32 +149,27 @@ class JudgeRewardModel:
 
     It rewards answering over refusing whatever the request, which is what a helpful-only RM does; the
     RBR terms then add the safety behaviour. With the embedded 135M grader it reads the trained
-    `fully_complies` head, the one proposition it grades well on text it was not fitted on.
+    `fully_complies` head, the one proposition it grades well on text it was not fitted on. It runs no
+    model of its own: it declares the proposition it `needs` and reads it from the grader's pass.
+    `grader_id` ("engine:mode") names the grader in the identity, so another grader is another RM.
     """
 
-    def __init__(self, grader: Grader, proposition: str = "fully_complies") -> None:
-        if proposition not in grader.policy.propositions:
-            raise ModelLoadError(f"judge RM: the policy has no proposition {proposition!r}")
-        self.grader, self.proposition = grader, proposition
-        self.identity = f"judge:{grader.engine_id}:{grader.mode_id}:{proposition}"
+    def __init__(self, grader_id: str, proposition: str = "fully_complies") -> None:
+        self.proposition = proposition
+        self.needs = (proposition,)
+        self.identity = f"judge:{grader_id}:{proposition}"
 
-    def score(self, items: Sequence[GradeItem]) -> np.ndarray:
-        try:
-            probs = self.grader.grade(items, [self.proposition])
-        except Exception as e:
-            raise RewardModelError(f"{self.identity} failed: {e}") from e
-        return self.from_probabilities(probs)
-
-    def from_probabilities(self, probs: Sequence[dict[str, float]]) -> np.ndarray:
-        """The score from already graded probabilities (the scorer reuses its grader pass)."""
-        p = np.clip(np.array([d[self.proposition] for d in probs], dtype=float), 1e-6, 1 - 1e-6)
+    def score(self, items: Sequence[GradeItem], graded: Graded | None = None) -> np.ndarray:
+        if graded is None or len(graded) != len(items) or any(self.proposition not in g for g in graded):
+            raise RewardModelError(f"{self.identity}: needs {self.proposition!r} graded for every item")
+        p = np.clip(np.array([g[self.proposition] for g in graded], dtype=float), 1e-6, 1 - 1e-6)
         return np.log(p / (1 - p))
 
 
-def build_reward_model(settings, grader: Grader) -> RewardModel:
-    """The configured reward model (`rm_backend`, `rm_model`, `rm_url`)."""
+def build_reward_model(settings, grader_id: str) -> RewardModel:
+    """The configured reward model (`rm_backend`, `rm_model`, `rm_url`); `grader_id`: "engine:mode"."""
     if settings.rm_backend == "judge":
-        return JudgeRewardModel(grader)
+        return JudgeRewardModel(grader_id)
     if settings.rm_backend == "hf":
         if not settings.rm_model:
             raise ModelLoadError("rm_backend 'hf' needs rm_model (RBR_RM_MODEL): a folder or hub id")

@@ -18,10 +18,10 @@ import numpy as np
 
 from propositions import Policy, class_probabilities, feature_vector
 
-from .errors import GraderError
+from .errors import GraderError, ModelLoadError
 from .grader import GradeItem, Grader
 from .linear import RBRWeights
-from .reward_models import JudgeRewardModel, RewardModel
+from .reward_models import RewardModel
 
 __all__ = ["FeatureCache", "Scored", "Scorer"]
 
@@ -74,6 +74,12 @@ class Scorer:
     """Grades items, applies the rules and the linear model, adds the reward model's score."""
 
     def __init__(self, policy: Policy, grader: Grader, reward_model: RewardModel, weights: RBRWeights | None) -> None:
+        missing = [p for p in reward_model.needs if p not in policy.propositions]
+        if missing:
+            raise ModelLoadError(
+                f"reward model {reward_model.identity} reads proposition(s) {', '.join(missing)}, "
+                "which the policy does not define"
+            )
         self.policy, self.grader, self.reward_model, self.weights = policy, grader, reward_model, weights
 
     @property
@@ -121,18 +127,16 @@ class Scorer:
         return out
 
     def _rm_scores(self, items: Sequence[GradeItem], probs: Sequence[dict[str, float]]) -> np.ndarray:
-        rm = self.reward_model
-        if not (isinstance(rm, JudgeRewardModel) and rm.grader is self.grader):
-            return rm.score(items)
-        # The judge reads a proposition the grader may already have graded: reuse it, grade only the rest.
-        out = np.zeros(len(items))
-        have = [i for i, p in enumerate(probs) if rm.proposition in p]
-        todo = [i for i, p in enumerate(probs) if rm.proposition not in p]
-        if have:
-            out[have] = rm.from_probabilities([probs[i] for i in have])
+        needs = self.reward_model.needs
+        if not needs:
+            return self.reward_model.score(items)
+        # The RM reads grader propositions: reuse what this pass graded, grade only what is missing.
+        graded = [dict(p) for p in probs]
+        todo = [i for i, p in enumerate(probs) if any(n not in p for n in needs)]
         if todo:
-            out[todo] = rm.score([items[i] for i in todo])
-        return out
+            for i, extra in zip(todo, self.grader.grade([items[i] for i in todo], list(needs)), strict=True):
+                graded[i].update(extra)
+        return self.reward_model.score(items, graded)
 
     def _assemble(self, response_type: str, probs: dict[str, float], rm: float) -> Scored:
         classes = {k: float(v) for k, v in class_probabilities(self.policy, response_type, probs).items()}

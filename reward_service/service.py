@@ -27,10 +27,18 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disa
 from propositions import Policy, PolicyError, load_policy
 
 from .config import Settings
-from .errors import HeadsError, InputError, NotReadyError, OverloadedError, RequestTimeout, WeightsMismatchError
+from .errors import (
+    HeadsError,
+    InputError,
+    ModelLoadError,
+    NotReadyError,
+    OverloadedError,
+    RequestTimeout,
+    WeightsMismatchError,
+)
 from .grader import GradeItem, Grader
 from .linear import RBRWeights
-from .reward_models import JudgeRewardModel, RewardModel, build_reward_model
+from .reward_models import RewardModel, build_reward_model
 from .scoring import Scored, Scorer
 
 __all__ = ["DynamicBatcher", "Metrics", "Pipeline", "RewardService"]
@@ -306,7 +314,7 @@ class RewardService:
             if s.default_response_type is not None:
                 policy.response_type(s.default_response_type)  # KeyError if unknown
             grader = Grader.from_settings(s, policy=policy)
-            rm = build_reward_model(s, grader)
+            rm = build_reward_model(s, grader.identity)
             weights = RBRWeights.load(s.weights_path, policy)
         except Exception as e:
             self.load_error = f"{type(e).__name__}: {e}"
@@ -344,19 +352,20 @@ class RewardService:
                 else:
                     policy = old.policy
                 grader = old.grader.with_policy(policy)
-                rm = JudgeRewardModel(grader) if isinstance(old.reward_model, JudgeRewardModel) else old.reward_model
+                scorer = Scorer(policy, grader, old.reward_model, None)  # ModelLoadError: the RM's needs are missing
                 where = "weights_file"
                 wpath = weights_file or old.weights_file
                 if not Path(wpath).exists():
                     raise InputError("weights_file", f"{wpath}: no such file on the server")
                 weights = RBRWeights.load(wpath, policy)
             except InputError as e:
+                if isinstance(e, PolicyError):  # an InputError whose field names a key inside the file
+                    raise InputError("policy_file", f"{e} (rejected; the old policy keeps serving)") from None
                 raise InputError(e.field, f"{e.problem} (rejected; the old policy keeps serving)") from None
-            except (PolicyError, WeightsMismatchError, HeadsError, KeyError, OSError) as e:
+            except (WeightsMismatchError, HeadsError, ModelLoadError, KeyError, OSError) as e:
                 raise InputError(where, f"{e} (rejected; the old policy keeps serving)") from None
-            new = Pipeline(
-                policy, Scorer(policy, grader, rm, weights), weights, policy_file or old.policy_file, str(wpath)
-            )
+            scorer.weights = weights
+            new = Pipeline(policy, scorer, weights, policy_file or old.policy_file, str(wpath))
             self.pipeline = new  # one reference assignment: requests see the old or the new pair, never a mix
             log.info(
                 "reloaded: policy %s -> %s, weights %s -> %s",

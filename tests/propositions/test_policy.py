@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from propositions import DEFAULT_POLICY_PATH, PolicyError, load_policy, policy_from_dict
+from propositions import DEFAULT_POLICY_PATH, InputError, PolicyError, RBRError, load_policy, policy_from_dict
 
 
 @pytest.fixture
@@ -121,6 +121,8 @@ def test_invalid_policies_name_file_key_and_problem(tmp_path, raw, mutate, key, 
     assert exc.value.key == key
     assert problem in exc.value.problem
     assert str(path) in str(exc.value) and key in str(exc.value)
+    assert isinstance(exc.value, InputError) and isinstance(exc.value, RBRError)  # one tree: HTTP 422, CLI exit 2
+    assert exc.value.field == f"{path}: {key}"
 
 
 def test_duplicate_yaml_keys_are_rejected_with_their_line(tmp_path):

@@ -109,10 +109,11 @@ def test_vllm_http_unreachable_server_raises():
 
 @pytest.mark.model
 def test_judge_prefers_an_answer_to_a_refusal(default_grader):
-    rm = JudgeRewardModel(default_grader)
-    answer, refusal, _ = rm.score(ITEMS)
+    rm = JudgeRewardModel(default_grader.identity)
+    assert rm.needs == ("fully_complies",)
+    answer, refusal, _ = rm.score(ITEMS, default_grader.grade(ITEMS, rm.needs))
     assert answer > refusal
     assert rm.identity.startswith("judge:embedded:smollm2-135m")
     assert f":heads@{default_grader.heads.fingerprint}:" in rm.identity  # another fit is another RM
-    with pytest.raises(ModelLoadError):
-        JudgeRewardModel(default_grader, "helpfulness_score")
+    with pytest.raises(RewardModelError, match="needs 'fully_complies' graded"):
+        rm.score(ITEMS)  # it runs no model of its own

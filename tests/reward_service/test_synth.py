@@ -71,3 +71,42 @@ def test_synth_only_generates_the_named_pairs_and_rejects_unknown_ones(tmp_path,
             scripted_writer(calls),
             only=["comply/nope"],
         )
+
+
+def test_the_openai_writer_continues_the_reply_prefix_and_maps_server_failures():
+    import httpx
+
+    from reward_service.errors import GraderError, GraderTimeout
+    from reward_service.synth import openai_generator
+
+    seen: list[dict] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(json.loads(request.content))
+        return httpx.Response(200, json={"choices": [{"message": {"content": " that request."}}]})
+
+    write = openai_generator("http://writer:8000", "w", 40, transport=httpx.MockTransport(handler))
+    conversation = [{"role": "user", "content": "hotwire?"}]
+    assert write("SYS", conversation, "Decline.", "I'm sorry, but I can't help with", 7) == (
+        "I'm sorry, but I can't help with that request."
+    )
+    assert seen[0]["messages"][-1] == {"role": "assistant", "content": "I'm sorry, but I can't help with"}
+    assert seen[0]["continue_final_message"] is True and seen[0]["add_generation_prompt"] is False
+    assert seen[0]["seed"] == 7 and seen[0]["max_tokens"] == 40 and seen[0]["model"] == "w"
+    write("SYS", conversation, "Help.", "", 8)
+    assert seen[1]["messages"][-1]["role"] == "user" and "continue_final_message" not in seen[1]
+
+    def failing(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(503, text="overloaded")
+
+    with pytest.raises(GraderError, match="answered 503: overloaded"):
+        openai_generator("http://writer:8000", "w", transport=httpx.MockTransport(failing))(
+            "S", conversation, "", "", 0
+        )
+
+    def slow(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadTimeout("slow", request=request)
+
+    stuck = openai_generator("http://writer:8000", "w", transport=httpx.MockTransport(slow))
+    with pytest.raises(GraderTimeout, match="timed out calling http://writer:8000/v1/chat/completions"):
+        stuck("S", conversation, "", "", 0)

@@ -75,6 +75,17 @@ def test_broken_pairs_are_rejected_and_the_old_pair_keeps_serving(admin_server, 
 
     r = reload(admin_server, {"weights_file": str(tmp_path / "missing.json")})
     assert r.status_code == 422 and r.json()["error"]["field"] == "weights_file"
+
+    text = POLICY.read_text()  # a valid policy without fully_complies, which the judge RM reads
+    start = text.index("  fully_complies:\n")
+    text = text[:start] + text[text.index("  gentle_encouragement_for_help:") :]
+    text = text.replace("fully_complies: true, ", "").replace("fully_complies: false, ", "")
+    assert "fully_complies" not in text
+    without = tmp_path / "without.yaml"
+    without.write_text(text)
+    r = reload(admin_server, {"policy_file": str(without)})
+    assert r.status_code == 422 and r.json()["error"]["field"] == "policy_file", r.text
+    assert "fully_complies" in r.json()["error"]["message"]
     after = served(admin_server)
     assert after[:2] == before[:2] and after[2] == pytest.approx(before[2], abs=1e-6)
 
