@@ -2,36 +2,24 @@
 
 from __future__ import annotations
 
-import importlib.resources
 import json
 import os
 import tomllib
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import Field
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from .models import EMBEDDED_MODEL
+from .paths import DATA_DIR, EMBEDDED_MODEL
 
-__all__ = ["DATA_DIR", "Settings", "load_settings"]
+__all__ = ["DATA_DIR", "MODES", "Mode", "Settings", "load_settings"]
 
-
-def _data_dir() -> Path:
-    """The package `rbr_data`: data/ itself in a source tree or an editable install, its run-time files in a wheel."""
-    try:
-        root = importlib.resources.files("rbr_data")
-    except ModuleNotFoundError:  # run from a source tree without installing, or an editable install that predates it
-        return Path(__file__).resolve().parent.parent / "data"
-    if not isinstance(root, Path):  # e.g. a zip import: the defaults must be files on disk
-        raise RuntimeError(f"rbr_data is not a folder on disk ({root!r}); install rbr with pip")
-    return root
-
-
-#: The project's own data folder (seed prompts, fitted heads and weights); in a wheel, only the run-time defaults.
-DATA_DIR = _data_dir()
+#: How the grader reads P(yes): the answer token's logit, a calibrated logit, or trained heads on hidden states.
+Mode = Literal["prompted", "calibrated", "heads"]
+MODES: tuple[Mode, ...] = get_args(Mode)
 
 
 class Settings(BaseSettings):
@@ -54,7 +42,7 @@ class Settings(BaseSettings):
     grader_vllm_args: dict[str, Any] = Field(
         default_factory=dict, description='vllm backend: extra vllm.LLM arguments, e.g. {"max_model_len": 4096}.'
     )
-    grader_mode: Literal["prompted", "calibrated", "heads"] | None = Field(
+    grader_mode: Mode | None = Field(
         None, description="How P(yes) is read; unset = heads for the embedded model on transformers, else prompted."
     )
     grader_heads: Path | None = Field(None, description="Fitted heads/calibrators; default data/grader/heads.npz.")

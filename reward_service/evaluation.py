@@ -1,7 +1,9 @@
 """Measuring a grader against human labels: accuracy at 0.5, AUROC and calibration error per proposition.
 
 Also the bag-of-words baseline every grader figure is read against: a TF-IDF logistic regression per
-proposition on the completion text, fitted the same way (K-fold, grouped by prompt).
+proposition on the completion text, fitted the same way (K-fold, grouped by prompt); the readers of labelled
+rows (gold format, augmentation files, the JailbreakBench fit split) that `rbr eval-grader` and
+`rbr fit-grader` fit and score on.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 from sklearn.feature_extraction.text import TfidfVectorizer
@@ -17,16 +20,88 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import GroupKFold
 
+from propositions import InputError, Policy
+
+from .grader import GradeItem, Grader, iter_jsonl, parse_item
+
 __all__ = [
+    "GOLD_PROPOSITIONS_KEY",
+    "Labelled",
     "LabelledRow",
     "PropositionScore",
     "bow_baseline",
+    "cross_validated_probs",
     "expected_calibration_error",
     "fold_indices",
+    "labelled_names",
+    "read_extra",
+    "read_labelled",
     "score_propositions",
 ]
 
 MIN_POSITIVES = 5  # macro averages use propositions with at least this many positives (and negatives)
+GOLD_PROPOSITIONS_KEY = "propositions"  # a gold row's {proposition: true|false} map
+
+
+@dataclass
+class Labelled:
+    """Graded items with their human labels (only propositions the policy knows) and fit weights."""
+
+    items: list[GradeItem] = field(default_factory=list)
+    labels: list[dict[str, bool]] = field(default_factory=list)
+    weights: list[float] = field(default_factory=list)
+
+    def rows(self) -> list[LabelledRow]:
+        return [
+            LabelledRow(it.conversation, it.completion, lab) for it, lab in zip(self.items, self.labels, strict=True)
+        ]
+
+    def __add__(self, other: Labelled) -> Labelled:
+        return Labelled(self.items + other.items, self.labels + other.labels, self.weights + other.weights)
+
+
+def read_labelled(lines: Sequence[str], source: str, policy: Policy, weight: float = 1.0) -> Labelled:
+    """Gold-format JSON lines: an item (prompt/conversation, completion, response type) + a propositions map."""
+    out = Labelled()
+    for n, obj in iter_jsonl(lines, source):
+        where = f"{source} line {n}"
+        if not isinstance(obj, dict) or not isinstance(obj.get(GOLD_PROPOSITIONS_KEY), dict):
+            raise InputError(f"{where}: propositions", "missing: a gold row needs a {name: true|false} map")
+        lab = obj[GOLD_PROPOSITIONS_KEY]
+        bad = [k for k, v in lab.items() if not isinstance(v, bool)]
+        if bad:
+            raise InputError(f"{where}: propositions.{bad[0]}", "must be true or false")
+        out.items.append(parse_item(obj, policy, where))
+        out.labels.append({k: v for k, v in lab.items() if k in policy.propositions})
+        out.weights.append(weight)
+    if not out.items:
+        raise InputError(source, "no labelled rows")
+    return out
+
+
+def read_extra(aug: Sequence[str], jbb_file: str | None, jbb_weight: float, policy: Policy) -> Labelled:
+    """Extra training rows: every augmentation file (weight 1), then the JailbreakBench fit split (`jbb_weight`)."""
+    out = Labelled()
+    for f in aug:
+        try:
+            lines = Path(f).read_text().splitlines()
+        except OSError as e:
+            raise InputError(f, f"cannot read: {e.strerror or e}") from None
+        out += read_labelled(lines, f, policy)
+    if jbb_file:
+        from .jbb import jbb_rows
+
+        for n, r in enumerate(jbb_rows(jbb_file, "fit"), 1):
+            out.items.append(parse_item(r, policy, f"{jbb_file} fit row {n}"))
+            out.labels.append(dict(r["propositions"]))
+            out.weights.append(jbb_weight)
+    return out
+
+
+def labelled_names(policy: Policy, labels: Sequence[Mapping[str, bool]]) -> list[str]:
+    """The policy's propositions that some row labels, in policy order."""
+    seen = {k for lab in labels for k in lab}
+    return [p for p in policy.propositions if p in seen]
 
 
 @dataclass(frozen=True)
@@ -150,3 +225,41 @@ def bow_baseline(
             clf = LogisticRegression(C=10.0, max_iter=2000).fit(x_train[have], y)
             out[p][test_idx] = clf.predict_proba(x_test)[:, 1]
     return out
+
+
+def cross_validated_probs(
+    grader: Grader,
+    gold: Labelled,
+    extra: Labelled,
+    names: Sequence[str],
+    k: int,
+    mode: str,
+    spec,
+    overrides=None,
+    progress: bool = True,
+) -> dict[str, np.ndarray]:
+    """Out-of-fold P(yes) per gold row: heads (or calibrators) fitted K times, grouped by prompt.
+
+    Every fold fits on its gold rows plus all of `extra`; no row is scored by a fit that saw its prompt.
+    """
+    ros = grader.readouts(gold.items, [names] * len(gold.items), progress=progress)
+    extra_ros = grader.readouts(extra.items, [names] * len(extra.items), progress=progress) if extra.items else []
+    groups = [r.group for r in gold.rows()]
+    probs = {p: np.full(len(gold.items), np.nan) for p in names}
+    for train, test in fold_indices(groups, k):
+        fitted = grader.fit_heads(
+            [ros[i] for i in train] + extra_ros,
+            [gold.labels[i] for i in train] + extra.labels,
+            [gold.weights[i] for i in train] + extra.weights,
+            names,
+            spec,
+            overrides,
+        )
+        for i in test:
+            if mode == "calibrated":
+                row = {p: fitted.calibrate(p, float(ros[i].yes_logit[j])) for j, p in enumerate(names)}
+            else:
+                row = dict(zip(names, fitted.predict(ros[i], names), strict=True))
+            for p in names:
+                probs[p][i] = row[p]
+    return probs

@@ -24,7 +24,16 @@ from .errors import InputError
 from .grader import GradeItem, iter_jsonl, parse_item
 from .linear import PairSet, RBRWeights, fit_hinge, make_pairs, pairwise_error_rate
 
-__all__ = ["ComparisonRow", "FeatureRow", "error_rates", "fit_weights", "read_comparisons", "read_features"]
+__all__ = [
+    "ComparisonRow",
+    "FeatureRow",
+    "error_rates",
+    "fit_weights",
+    "read_comparisons",
+    "read_features",
+    "reward_model_of",
+    "write_features",
+]
 
 SPLITS = ("train", "heldout")
 
@@ -94,6 +103,31 @@ def read_features(path: str | Path) -> list[FeatureRow]:
     if not rows:
         raise InputError(str(path), "no rows")
     return rows
+
+
+def write_features(
+    path: str | Path, rows: Sequence[ComparisonRow], scored: Sequence, policy: Policy, scorer: str
+) -> None:
+    """One FeatureRow per comparison row; `scored`: the Scorer's output for the rows' items, `scorer` its identity."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as f:
+        for r, s in zip(rows, scored, strict=True):
+            names = policy.feature_names(s.response_type)
+            feats = {n: round(float(v), 6) for n, v in zip(names, s.features, strict=True)}
+            row = FeatureRow(r.prompt_id, s.response_type, r.completion_label, r.split, round(s.rm, 6), feats, scorer)
+            f.write(row.as_json() + "\n")
+
+
+def reward_model_of(rows: Sequence[FeatureRow], source: str) -> str:
+    """The identity of the RM that scored every row (fitted weights record it); InputError if rows disagree."""
+    scorers = sorted({r.scorer for r in rows})
+    if len(scorers) > 1:
+        raise InputError(source, f"rows were scored by different graders/RMs: {scorers}")
+    try:
+        return json.loads(scorers[0])["reward_model"]
+    except (ValueError, KeyError, TypeError):
+        raise InputError(source, "rows do not say which RM scored them; rerun `rbr features`") from None
 
 
 def _matrix(rows: Sequence[FeatureRow], names: Sequence[str], where: str) -> np.ndarray:

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
@@ -24,12 +24,11 @@ from propositions import Policy
 
 from ._engine import READOUT_VERSION, GraderEngine, Readout
 from ._prompt import PromptFormat
+from .config import MODES, Mode
 from .errors import GraderError, HeadsError, InputError, LimitError
 
 __all__ = ["GradeItem", "Grader", "Mode", "MODES", "parse_item"]
 
-Mode = Literal["prompted", "calibrated", "heads"]
-MODES: tuple[Mode, ...] = ("prompted", "calibrated", "heads")
 READOUT_CHUNK = 32  # items per engine call when questions are asked (progress and cache writes between calls)
 
 
@@ -190,6 +189,33 @@ class Grader:
             names = sorted({n for rt in policy.response_types for n in policy.required_propositions(rt)})
             self.heads.check_questions(g.question_hashes(), names, self.mode)
         return g
+
+    def fit_heads(
+        self,
+        readouts: Sequence[Readout],
+        labels: Sequence[Mapping[str, bool]],
+        weights: Sequence[float],
+        names: Sequence[str],
+        spec,
+        overrides=None,
+        info: dict | None = None,
+    ):
+        """Heads and calibrators fitted on this grader's readouts (heads.fit_heads, stamped with its identity)."""
+        from .heads import fit_heads
+
+        return fit_heads(
+            readouts,
+            labels,
+            names,
+            spec,
+            engine_id=self.engine_id,
+            prompt_version=self.fmt.version,
+            layers=self.engine.layers,
+            questions=self.question_hashes(),
+            info=info,
+            overrides=overrides,
+            weights=weights,
+        )
 
     def question_hashes(self) -> dict[str, str]:
         """Hash of what the grader LLM is asked for each proposition (heads are fitted per question)."""

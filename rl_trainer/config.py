@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from reward_service.config import DATA_DIR
+from reward_service.paths import DATA_DIR
 
 __all__ = ["ConfigError", "TrainConfig", "load_config"]
 

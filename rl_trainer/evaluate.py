@@ -31,7 +31,7 @@ import torch
 from tqdm import tqdm
 
 from reward_service.client import RewardClient
-from reward_service.models import resolve_model_path
+from reward_service.paths import resolve_model_path
 
 from .config import TrainConfig
 from .judge import refuses

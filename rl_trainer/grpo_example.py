@@ -17,8 +17,7 @@ from pathlib import Path
 import torch
 
 from reward_service.adapters import trl_reward_function
-from reward_service.config import DATA_DIR
-from reward_service.models import resolve_model_path
+from reward_service.paths import DATA_DIR, resolve_model_path
 
 
 def load_dataset(path: Path, split: str | None):

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from reward_service.client import RewardClient, ServiceError
-from reward_service.models import resolve_model_path
+from reward_service.paths import resolve_model_path
 
 from .config import ConfigError, TrainConfig
 

@@ -99,12 +99,6 @@ def test_eval_grader_rejects_rows_without_labels(tmp_path):
     assert "line 1: propositions: missing" in proc.stderr
 
 
-def test_cli_mode_choices_are_the_graders():
-    from reward_service import cli, grader
-
-    assert tuple(cli.MODES) == tuple(grader.MODES)
-
-
 @pytest.mark.model
 def test_grade_json_streams_each_line_before_grading_the_next(tmp_path, default_grader, policy):
     from propositions import class_probabilities, top_class
@@ -152,7 +146,7 @@ def test_grade_json_streams_each_line_before_grading_the_next(tmp_path, default_
 
 
 def test_grade_chunk_size_follows_the_engine():
-    from reward_service.cli import _grade_chunk_size
+    from reward_service.cli.grading import _grade_chunk_size
     from reward_service.config import Settings
 
     assert _grade_chunk_size(Settings()) == 1  # the embedded default: one item per forward pass, so per line

@@ -30,11 +30,10 @@ def test_split_on_the_data_is_disjoint_and_about_a_fifth():
     assert {m["role"] for m in r["prompt"]} == {"user"} and r["completion"][0]["role"] == "assistant"
 
 
-def test_cli_extra_rows_weigh_jbb_fit_rows_and_skip_dev(tmp_path, policy):
-    import argparse
+def test_extra_rows_weigh_jbb_fit_rows_and_skip_dev(tmp_path, policy):
     import json
 
-    from reward_service.cli import _read_extra
+    from reward_service.evaluation import read_extra
 
     rows = [
         {
@@ -50,8 +49,8 @@ def test_cli_extra_rows_weigh_jbb_fit_rows_and_skip_dev(tmp_path, policy):
     ]
     f = tmp_path / "jbb.jsonl"
     f.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    args = argparse.Namespace(aug=None, jbb_fit=str(f), jbb_weight=0.3)
-    items, labels, weights = _read_extra(args, policy)
+    extra = read_extra([], str(f), 0.3, policy)
+    items, labels, weights = extra.items, extra.labels, extra.weights
     fit = [r for r in rows if jbb_split(r["behavior"]) == "fit"]  # Arson, Tax fraud (Ageism, Bribery are dev)
     assert len(fit) == 2
     assert [it.conversation[0]["content"] for it in items] == [r["prompt"] for r in fit]

@@ -1,0 +1,161 @@
+"""The reward's commands: `rbr features`, `rbr synth`, `rbr fit`, `rbr eval-rewards`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..errors import InputError
+from ._common import add_common, read_lines, settings_and_policy
+
+__all__ = ["register"]
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    ft = sub.add_parser("features", help="grader features and RM scores for comparison data")
+    ft.add_argument("--data", required=True, help="comparison data (JSON lines)")
+    ft.add_argument("--out", required=True, help="features file to write (JSON lines)")
+    ft.add_argument("--no-cache", action="store_true", help="recompute every row")
+    add_common(ft)
+    ft.set_defaults(func=cmd_features)
+
+    sy = sub.add_parser("synth", help="generate graded comparison data from seed prompts with the grader's LLM")
+    sy.add_argument("--prompts", required=True, help="seed prompts (JSON lines: id, prompt, category|response_type)")
+    sy.add_argument("--out", required=True, help="comparison data to append to (resumes); rejections go beside it")
+    sy.add_argument("-k", type=int, default=3, help="attempts per prompt and label")
+    sy.add_argument("--threshold", type=float, default=0.5, help="min grader P(intended class) to keep")
+    sy.add_argument("--limit", type=int, help="only the first N prompts")
+    sy.add_argument("--max-new-tokens", type=int, default=160)
+    sy.add_argument("--seed", type=int, default=0)
+    sy.add_argument(
+        "--only",
+        action="append",
+        metavar="RT/LABEL",
+        help="only this response_type/label pair (repeatable), e.g. comply/minimum_acceptable_style",
+    )
+    add_common(sy)
+    sy.set_defaults(func=cmd_synth)
+
+    fi = sub.add_parser("fit", help="fit RBR weights on a features file (exact hinge-loss LP)")
+    fi.add_argument("--features", required=True, help="features file from `rbr features`")
+    fi.add_argument("--out", required=True, help="weights JSON to write")
+    fi.add_argument("--report", help="folder for report.json and rewards.png")
+    fi.add_argument("--margin", action="append", help="LABEL=X: margin of pairs whose worse label is LABEL (default 1)")
+    fi.add_argument("--l1", type=float, default=0.0, help="L1 penalty on the weights")
+    fi.add_argument(
+        "--l2",
+        type=float,
+        default=1e-3,
+        help="L2 penalty on the weights (a QP; default 1e-3: without it, features that separate a few "
+        "pairs get unbounded weights)",
+    )
+    add_common(fi)
+    fi.set_defaults(func=cmd_fit)
+
+    ev = sub.add_parser("eval-rewards", help="pairwise error rates of weights on a features file")
+    ev.add_argument("--features", required=True)
+    ev.add_argument("--weights", required=True)
+    ev.add_argument("--split", choices=["heldout", "train", "all"], default="all")
+    ev.add_argument("--json", action="store_true")
+    add_common(ev)
+    ev.set_defaults(func=cmd_eval_rewards)
+
+
+def cmd_features(args: argparse.Namespace) -> int:
+    from ..fitting import read_comparisons, write_features
+    from ..grader import Grader
+    from ..paths import cache_dir
+    from ..reward_models import build_reward_model
+    from ..scoring import FeatureCache, Scorer
+
+    settings, policy = settings_and_policy(args)
+    rows = read_comparisons(*read_lines(args.data), policy)
+    grader = Grader.from_settings(settings, policy=policy)
+    scorer = Scorer(policy, grader, build_reward_model(settings, grader.identity), None)
+    cache = None if args.no_cache else FeatureCache(cache_dir() / "features", scorer.identity)
+    scored = scorer.score([r.item for r in rows], cache, progress=True)
+    write_features(args.out, rows, scored, policy, scorer.identity)
+    print(f"wrote {args.out}: {len(rows)} rows ({scorer.identity})", file=sys.stderr)
+    return 0
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    from ..grader import Grader
+    from ..synth import load_writer, synthesize
+
+    settings, policy = settings_and_policy(args)
+    lines, source = read_lines(args.prompts)
+    if args.limit is not None:
+        lines = [ln for ln in lines if ln.strip()][: args.limit]
+    grader = Grader.from_settings(settings, policy=policy)
+    generate = load_writer(settings, grader, args.max_new_tokens)
+    summary = synthesize(
+        lines, source, Path(args.out), grader, generate, args.k, args.threshold, seed=args.seed, only=args.only
+    )
+    print(summary.table())
+    return 0
+
+
+def _margins(values: Sequence[str] | None) -> dict[str, float]:
+    out = {}
+    for v in values or []:
+        label, _, x = v.partition("=")
+        try:
+            out[label] = float(x)
+        except ValueError:
+            raise InputError("--margin", f"{v!r} is not LABEL=NUMBER") from None
+    return out
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    from ..fitting import error_rates, fit_weights, plot_reward_histograms, read_features, reward_model_of
+
+    _, policy = settings_and_policy(args)
+    rows = read_features(args.features)
+    data = {
+        "features": Path(args.features).name,
+        "rows": len(rows),
+        "train_rows": sum(r.split == "train" for r in rows),
+    }
+    rm_identity = reward_model_of(rows, args.features)
+    weights = fit_weights(rows, policy, rm_identity, data, _margins(args.margin), args.l1, args.l2)
+    report = error_rates(rows, policy, weights, "heldout")
+    weights.metrics["heldout"] = report
+    weights.save(args.out)
+    print(f"wrote {args.out} (version {weights.version}); held-out pairs: {report['pairs']}")
+    _print_error_table(report)
+    if args.report:
+        d = Path(args.report)
+        d.mkdir(parents=True, exist_ok=True)
+        full = {**report, "train": error_rates(rows, policy, weights, "train"), "weights_version": weights.version}
+        (d / "report.json").write_text(json.dumps(full, indent=2) + "\n")
+        plot_reward_histograms([r for r in rows if r.split == "heldout"] or rows, policy, weights, d / "rewards.png")
+        print(f"wrote {d / 'report.json'} and {d / 'rewards.png'}")
+    return 0
+
+
+def cmd_eval_rewards(args: argparse.Namespace) -> int:
+    from ..fitting import error_rates, read_features
+    from ..linear import RBRWeights
+
+    _, policy = settings_and_policy(args)
+    rows = read_features(args.features)
+    weights = RBRWeights.load(args.weights, policy)
+    report = error_rates(rows, policy, weights, None if args.split == "all" else args.split)
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print(f"{args.features}: {report['pairs']} ordered pairs ({report['split']}); weights {weights.version}")
+        _print_error_table(report)
+    return 0
+
+
+def _print_error_table(report: dict) -> None:
+    er = report["error_rate"]
+    cols = list(er["rm"])
+    print(f"{'pairwise error rate':20s}" + "".join(f"{c:>15s}" for c in cols))
+    for key, name in (("rm", "RM only"), ("rbr", "RBR only"), ("rm_rbr", "RM + RBR")):
+        print(f"{name:20s}" + "".join(f"{er[key].get(c, float('nan')):15.3f}" for c in cols))

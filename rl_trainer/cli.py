@@ -1,0 +1,85 @@
+"""The trainer's commands, `rbr train` and `rbr eval-policy`, registered into `rbr` by the entry point
+`rbr.commands: trainer` (pyproject.toml), so the reward service never imports the trainer.
+
+Both run as separate processes that know the service only through its client.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from propositions import InputError
+
+__all__ = ["register"]
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    tr = sub.add_parser("train", help="PPO against the reward service (TRL's PPOTrainer; a separate process)")
+    tr.add_argument("--config", help="trainer config (YAML/TOML/JSON, see rl_trainer/config.py)")
+    tr.add_argument("--resume", action="store_true", help="continue from the last checkpoint in output_dir")
+    tr.add_argument("--service-url", help="reward service base URL (overrides the config)")
+    tr.add_argument("--steps", type=int, help="total PPO steps (overrides the config)")
+    tr.add_argument("--output-dir", help="run folder (overrides the config)")
+    tr.set_defaults(func=cmd_train)
+
+    ep = sub.add_parser("eval-policy", help="generate with a model/checkpoint, grade via the service, report")
+    ep.add_argument("--model", required=True, help="run checkpoint folder, model folder, hub id or embedded id")
+    ep.add_argument("--compare", help="a second model or checkpoint, reported side by side")
+    ep.add_argument("--config", help="trainer config: service_url, prompts (see rl_trainer/config.py)")
+    ep.add_argument("--prompts", help="eval prompts (default: data/seed_prompts.jsonl)")
+    ep.add_argument("--split", default="heldout", help="only prompts of this split (default heldout)")
+    ep.add_argument("--service-url", help="reward service base URL")
+    ep.add_argument("--max-new-tokens", type=int, default=96)
+    ep.add_argument("--out", default="runs/eval", help="folder for report.json and policy_eval.png")
+    ep.add_argument("--json", action="store_true", help="print the measures as JSON")
+    ep.set_defaults(func=cmd_eval_policy)
+
+
+def _config(args: argparse.Namespace, **overrides):
+    from .config import ConfigError, load_config
+
+    try:
+        return load_config(args.config, **overrides)
+    except ConfigError as e:
+        raise InputError(args.config or "config", str(e)) from None
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    cfg = _config(args, service_url=args.service_url, total_steps=args.steps, output_dir=args.output_dir)
+    try:
+        from .ppo import TrainingStopped, train
+    except ImportError as e:
+        raise InputError("rbr train", f"needs the train extra: pip install -e '.[train]' ({e})") from None
+    logging.getLogger("rbr").setLevel(logging.INFO)
+    try:
+        final = train(cfg, resume=args.resume)
+    except TrainingStopped as e:
+        print(f"rbr train: stopped: {e}", file=sys.stderr)
+        return 1
+    print(f"rbr train: done; checkpoint {final}")
+    return 0
+
+
+def cmd_eval_policy(args: argparse.Namespace) -> int:
+    from reward_service.client import ServiceError
+
+    from .evaluate import evaluate_policy, write_report
+
+    cfg = _config(args, service_url=args.service_url, prompts=args.prompts, split=args.split)
+    models = [args.model] + ([args.compare] if args.compare else [])
+    try:
+        reports = [evaluate_policy(m, cfg, args.max_new_tokens) for m in models]
+    except ServiceError as e:
+        print(f"rbr eval-policy: the reward service failed: {e}", file=sys.stderr)
+        return 1
+    table = write_report(reports, Path(args.out))
+    if args.json:
+        print(json.dumps([{"model": r["model"], **r["measures"]} for r in reports], indent=2))
+    else:
+        print(table)
+        print(f"wrote {Path(args.out) / 'report.json'} and {Path(args.out) / 'policy_eval.png'}")
+    return 0
