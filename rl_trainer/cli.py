@@ -14,6 +14,8 @@ from pathlib import Path
 
 from propositions import InputError
 
+from .config import add_config_flags, config_overrides
+
 __all__ = ["register"]
 
 
@@ -21,21 +23,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     tr = sub.add_parser("train", help="PPO against the reward service (TRL's PPOTrainer; a separate process)")
     tr.add_argument("--config", help="trainer config (YAML/TOML/JSON, see rl_trainer/config.py)")
     tr.add_argument("--resume", action="store_true", help="continue from the last checkpoint in output_dir")
-    tr.add_argument("--service-url", help="reward service base URL (overrides the config)")
-    tr.add_argument("--steps", type=int, help="total PPO steps (overrides the config)")
-    tr.add_argument("--output-dir", help="run folder (overrides the config)")
+    add_config_flags(tr)
     tr.set_defaults(func=cmd_train)
 
     ep = sub.add_parser("eval-policy", help="generate with a model/checkpoint, grade via the service, report")
     ep.add_argument("--model", required=True, help="run checkpoint folder, model folder, hub id or embedded id")
     ep.add_argument("--compare", help="a second model or checkpoint, reported side by side")
     ep.add_argument("--config", help="trainer config: service_url, prompts (see rl_trainer/config.py)")
-    ep.add_argument("--prompts", help="eval prompts (default: data/seed_prompts.jsonl)")
     ep.add_argument("--split", default="heldout", help="only prompts of this split (default heldout)")
-    ep.add_argument("--service-url", help="reward service base URL")
     ep.add_argument("--max-new-tokens", type=int, default=96)
     ep.add_argument("--out", default="runs/eval", help="folder for report.json and policy_eval.png")
     ep.add_argument("--json", action="store_true", help="print the measures as JSON")
+    add_config_flags(ep, ["service_url", "service_token", "prompts"])
     ep.set_defaults(func=cmd_eval_policy)
 
 
@@ -43,13 +42,13 @@ def _config(args: argparse.Namespace, **overrides):
     from .config import ConfigError, load_config
 
     try:
-        return load_config(args.config, **overrides)
+        return load_config(args.config, **config_overrides(args), **overrides)
     except ConfigError as e:
         raise InputError(args.config or "config", str(e)) from None
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    cfg = _config(args, service_url=args.service_url, total_steps=args.steps, output_dir=args.output_dir)
+    cfg = _config(args)
     try:
         from .ppo import TrainingStopped, train
     except ImportError as e:
@@ -69,7 +68,7 @@ def cmd_eval_policy(args: argparse.Namespace) -> int:
 
     from .evaluate import evaluate_policy, write_report
 
-    cfg = _config(args, service_url=args.service_url, prompts=args.prompts, split=args.split)
+    cfg = _config(args, split=args.split)
     models = [args.model] + ([args.compare] if args.compare else [])
     try:
         reports = [evaluate_policy(m, cfg, args.max_new_tokens) for m in models]

@@ -1,142 +1,150 @@
-"""The trainer's one config: a dataclass whose every field has a default and a doc line (CleanRL style).
+"""The trainer's one config: every field defaulted and documented (CleanRL style), validated by pydantic.
 
-`rbr train --config FILE` reads a YAML/TOML/JSON file (optionally under a `train` key); unknown keys are
-an error naming them. Sizes default to a run that fits a 2-core CPU with the embedded 135M model.
+`rbr train --config FILE` reads a YAML/TOML/JSON file (optionally under a `train` key); unknown keys are an
+error naming them. Every field is also a flag (`--batch-size 8`), generated from the field with its doc as
+help, as TRL's HfArgumentParser does: the config is the single source of the flags. Sizes default to a run
+that fits a 2-core CPU with the embedded 135M model.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import tomllib
-from dataclasses import asdict, dataclass, fields
+import types
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Union, get_args, get_origin
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from reward_service.paths import DATA_DIR
 
-__all__ = ["ConfigError", "TrainConfig", "load_config"]
+__all__ = ["ConfigError", "TrainConfig", "add_config_flags", "config_overrides", "load_config"]
 
 
 class ConfigError(ValueError):
     """A config file or field is invalid; the message names the field."""
 
 
-@dataclass
-class TrainConfig:
-    # -- the reward service --
-    service_url: str = "http://127.0.0.1:8000"
-    """Base URL of `rbr serve`; every rollout batch is one POST /v1/rewards there."""
-    service_token: str | None = None
-    """Bearer token if the service sets RBR_API_TOKEN."""
-    reward_timeout_s: float = 600.0
-    """Timeout of one reward call."""
-    reward_retries: int = 3
-    """Retries of a failed reward call (connect errors, 429, 5xx) before the trainer stops."""
-    reward_backoff_s: float = 1.0
-    """First retry wait; doubles each retry."""
-    # -- data and models --
-    prompts: str = str(DATA_DIR / "seed_prompts.jsonl")
-    """JSON lines with `prompt` and `response_type` or `category` (the project's seed prompts by default)."""
-    split: str | None = "train"
-    """Only prompts whose `split` is this (None: all)."""
-    model: str = "embedded:smollm2-135m"
-    """Policy, reference and value models: the embedded model, a local folder or a hub id."""
-    max_prompt_tokens: int = 256
-    """Prompts longer than this (after the chat template) keep their last tokens."""
-    output_dir: str = "runs/ppo"
-    """Where metrics.csv, TensorBoard events and checkpoints go."""
-    # -- PPO (TRL's PPOTrainer) --
-    total_steps: int = 20
-    """PPO updates; each is one rollout batch and one reward call."""
-    batch_size: int = 4
-    """Prompts per rollout batch."""
-    num_mini_batches: int = 1
-    """Mini-batches per PPO epoch (must divide batch_size)."""
-    num_ppo_epochs: int = 2
-    """Optimisation epochs over each rollout batch."""
-    learning_rate: float = 1e-5
-    """AdamW learning rate (constant schedule, so a resumed run continues the same schedule)."""
-    response_length: int = 48
-    """Maximum new tokens per completion."""
-    temperature: float = 0.7
-    """Sampling temperature of rollouts."""
-    kl_coef: float = 0.05
-    """Weight of the per-token KL penalty to the reference model."""
-    missing_eos_penalty: float | None = None
-    """Subtracted from the reward of completions cut off before their end token (None: off)."""
-    seed: int = 0
-    """Random seed."""
-    save_every: int = 10
-    """Checkpoint every N steps (and at the end)."""
-    keep_checkpoints: int = 2
-    """Most recent checkpoints kept on disk, older ones deleted (0: keep all). Each is ~3 GB for 135M fp32."""
-    dtype: str = "float32"
-    """Weights dtype of the three models (float32 on CPU; bfloat16 on a GPU)."""
+class TrainConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, validate_default=True)
 
-    def __post_init__(self) -> None:
-        for f in fields(self):  # types first, so a wrong one is named rather than failing a comparison
-            value, kind = getattr(self, f.name), str(f.type)
-            if kind.startswith("int") and (isinstance(value, bool) or not isinstance(value, int)):
-                raise ConfigError(f"{f.name}: must be an integer, got {value!r}")
-            if kind.startswith("float") and (isinstance(value, bool) or not isinstance(value, int | float)):
-                if not (value is None and "None" in kind):
-                    raise ConfigError(f"{f.name}: must be a number, got {value!r}")
-            if kind.startswith("str") and not isinstance(value, str) and not (value is None and "None" in kind):
-                raise ConfigError(f"{f.name}: must be a string, got {value!r}")
-        positive = (
-            "total_steps",
-            "batch_size",
-            "num_mini_batches",
-            "num_ppo_epochs",
-            "response_length",
-            "save_every",
-            "max_prompt_tokens",
-        )
-        for name in positive:
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name}: must be >= 1, got {getattr(self, name)}")
+    # -- the reward service --
+    service_url: str = Field(
+        "http://127.0.0.1:8000", description="Base URL of `rbr serve`; one POST /v1/rewards per rollout batch."
+    )
+    service_token: str | None = Field(None, description="Bearer token if the service sets RBR_API_TOKEN.")
+    reward_timeout_s: float = Field(600.0, gt=0, description="Timeout of one reward call.")
+    reward_retries: int = Field(
+        3, ge=0, description="Retries of a failed reward call (connect errors, 429, 5xx) before the trainer stops."
+    )
+    reward_backoff_s: float = Field(1.0, ge=0, description="First retry wait; doubles each retry.")
+    # -- data and models --
+    prompts: str = Field(
+        str(DATA_DIR / "seed_prompts.jsonl"), description="JSON lines with `prompt` and `response_type` or `category`."
+    )
+    split: str | None = Field("train", description="Only prompts whose `split` is this (None: all).")
+    model: str = Field(
+        "embedded:smollm2-135m",
+        description="Policy, reference and value models: the embedded model, a local folder or a hub id.",
+    )
+    max_prompt_tokens: int = Field(
+        256, ge=1, description="Prompts longer than this (after the chat template) keep their last tokens."
+    )
+    output_dir: str = Field("runs/ppo", description="Where metrics.csv, TensorBoard events and checkpoints go.")
+    # -- PPO (TRL's PPOTrainer) --
+    total_steps: int = Field(20, ge=1, description="PPO updates; each is one rollout batch and one reward call.")
+    batch_size: int = Field(4, ge=1, description="Prompts per rollout batch.")
+    num_mini_batches: int = Field(1, ge=1, description="Mini-batches per PPO epoch (must divide batch_size).")
+    num_ppo_epochs: int = Field(2, ge=1, description="Optimisation epochs over each rollout batch.")
+    learning_rate: float = Field(
+        1e-5, gt=0, description="AdamW learning rate (constant schedule, so a resumed run continues it)."
+    )
+    response_length: int = Field(48, ge=1, description="Maximum new tokens per completion.")
+    temperature: float = Field(0.7, gt=0, description="Sampling temperature of rollouts.")
+    kl_coef: float = Field(0.05, ge=0, description="Weight of the per-token KL penalty to the reference model.")
+    missing_eos_penalty: float | None = Field(
+        None, description="Subtracted from the reward of completions cut off before their end token (None: off)."
+    )
+    seed: int = Field(0, description="Random seed.")
+    save_every: int = Field(10, ge=1, description="Checkpoint every N steps (and at the end).")
+    keep_checkpoints: int = Field(
+        2, ge=0, description="Most recent checkpoints kept (0: all). Each is ~3 GB for 135M fp32."
+    )
+    dtype: Literal["float32", "bfloat16", "float16"] = Field(
+        "float32", description="Weights dtype of the three models (float32 on CPU)."
+    )
+
+    @model_validator(mode="after")
+    def _mini_batches_divide_the_batch(self) -> TrainConfig:
         if self.batch_size % self.num_mini_batches:
-            raise ConfigError(f"num_mini_batches: {self.num_mini_batches} does not divide batch_size {self.batch_size}")
-        for name in ("keep_checkpoints", "reward_retries"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"{name}: must be >= 0, got {getattr(self, name)}")
-        if self.dtype not in ("float32", "bfloat16", "float16"):
-            raise ConfigError(f"dtype: one of float32, bfloat16, float16, got {self.dtype!r}")
+            raise ValueError(f"num_mini_batches: {self.num_mini_batches} does not divide batch_size {self.batch_size}")
+        return self
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return self.model_dump()
 
 
 def load_config(path: str | Path | None = None, **overrides: Any) -> TrainConfig:
-    """TrainConfig from a file (YAML/TOML/JSON; an optional `train:` section) and overrides."""
-    data: dict[str, Any] = {}
-    if path is not None:
-        p = Path(path)
-        try:
-            text = p.read_text()
-        except OSError as e:
-            raise ConfigError(f"{p}: cannot read: {e.strerror or e}") from None
-        try:
-            raw = (
-                tomllib.loads(text)
-                if p.suffix == ".toml"
-                else json.loads(text)
-                if p.suffix == ".json"
-                else (yaml.safe_load(text) or {})
-            )
-        except (ValueError, yaml.YAMLError) as e:
-            raise ConfigError(f"{p}: not valid {p.suffix.lstrip('.') or 'YAML'}: {e}") from None
-        if not isinstance(raw, dict):
-            raise ConfigError(f"{p}: must be a mapping of settings")
-        data = raw.get("train", raw)
+    """TrainConfig from a file (YAML/TOML/JSON; an optional `train:` section) and overrides (None: unset)."""
+    data = _read_file(Path(path)) if path is not None else {}
     data |= {k: v for k, v in overrides.items() if v is not None}
-    known = {f.name for f in fields(TrainConfig)}
-    unknown = sorted(set(data) - known)
+    unknown = sorted(set(data) - set(TrainConfig.model_fields))
     if unknown:
-        raise ConfigError(f"unknown setting(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        known = ", ".join(TrainConfig.model_fields)
+        raise ConfigError(f"unknown setting(s): {', '.join(unknown)}; known: {known}")
     try:
         return TrainConfig(**data)
-    except TypeError as e:
-        raise ConfigError(str(e)) from None
+    except ValidationError as e:
+        err = e.errors()[0]
+        where = ".".join(map(str, err["loc"])) or "config"
+        raise ConfigError(f"{where}: {err['msg'].removeprefix('Value error, ')}, got {err.get('input')!r}") from None
+
+
+def _read_file(p: Path) -> dict[str, Any]:
+    try:
+        text = p.read_text()
+    except OSError as e:
+        raise ConfigError(f"{p}: cannot read: {e.strerror or e}") from None
+    try:
+        if p.suffix == ".toml":
+            raw = tomllib.loads(text)
+        elif p.suffix == ".json":
+            raw = json.loads(text)
+        else:
+            raw = yaml.safe_load(text) or {}
+    except (ValueError, yaml.YAMLError) as e:
+        raise ConfigError(f"{p}: not valid {p.suffix.lstrip('.') or 'YAML'}: {e}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{p}: must be a mapping of settings")
+    return raw.get("train", raw)
+
+
+def add_config_flags(parser: argparse.ArgumentParser, names: list[str] | None = None) -> None:
+    """One `--field-name` flag per TrainConfig field (or the `names` given); unset flags leave the config alone."""
+    group = parser.add_argument_group("trainer config (each overrides --config)")
+    for name in names or list(TrainConfig.model_fields):
+        field = TrainConfig.model_fields[name]
+        kind = _flag_type(field.annotation)
+        extra: dict[str, Any] = {"choices": get_args(kind)} if get_origin(kind) is Literal else {"type": kind}
+        group.add_argument(
+            "--" + name.replace("_", "-"),
+            dest=f"config.{name}",
+            metavar=name.upper(),
+            default=None,
+            help=f"{field.description} (default: {field.default})",
+            **extra,
+        )
+
+
+def config_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The config fields given as flags."""
+    return {k.removeprefix("config."): v for k, v in vars(args).items() if k.startswith("config.") and v is not None}
+
+
+def _flag_type(annotation: Any) -> Any:
+    """int | None -> int; Literal stays; str for anything else."""
+    if get_origin(annotation) in (Union, types.UnionType):
+        annotation = next(a for a in get_args(annotation) if a is not type(None))
+    return annotation if annotation in (int, float, str) or get_origin(annotation) is Literal else str

@@ -35,7 +35,7 @@ from reward_service.paths import resolve_model_path
 
 from .config import TrainConfig
 from .judge import refuses
-from .ppo import PromptRecord, load_prompts
+from .prompts import PromptRecord, load_prompts
 
 __all__ = ["JUDGE_MEASURES", "MEASURES", "evaluate_policy", "measures", "plot_comparison"]
 

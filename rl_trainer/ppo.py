@@ -6,7 +6,10 @@ Read it top to bottom beside the paper:
   3. each rollout batch: TRL samples completions; the batch is decoded and sent as ONE /v1/rewards call
      (prompt messages, completion texts, response types); the returned rewards are PPO's scores, to
      which TRL adds the per-token KL penalty to the reference;
-  4. per step: metrics to CSV and TensorBoard; a checkpoint every `save_every` steps; `--resume`.
+  4. per step: metrics to CSV and TensorBoard; a checkpoint every `save_every` steps; `--resume`;
+  5. `train`: the loop, 1 to 4 in order.
+
+Prompts are prompts.py; how TRL's PPOTrainer is made to ask the service is _trl_ppo.py.
 
 The trainer is its own process: it knows the service only through `reward_service.client` and the
 request/response schemas. If the service fails after the client's retries, training stops with the
@@ -24,15 +27,15 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from unittest import mock
 
 import torch
-from torch import nn
+from transformers import TrainerCallback
 
 from reward_service.client import RewardClient, ServiceError
 from reward_service.paths import resolve_model_path
 
-from .config import ConfigError, TrainConfig
+from .config import TrainConfig
+from .prompts import PromptRecord, load_prompts, tokenize_prompts
 
 __all__ = ["TrainingStopped", "latest_checkpoint", "train"]
 
@@ -47,64 +50,27 @@ class TrainingStopped(RuntimeError):
         super().__init__(f"{message}; last checkpoint: {checkpoint or 'none saved yet'}")
 
 
-# -- 1. prompts ------------------------------------------------------------------------------------------
+# -- 2. models --------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class PromptRecord:
-    id: str
-    messages: tuple[tuple[str, str], ...]  # ((role, content), ...)
-    response_type: str | None
-    category: str | None
+def _load_models(cfg: TrainConfig, resume_from: Path | None):
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
-
-def load_prompts(cfg: TrainConfig) -> list[PromptRecord]:
-    """Prompt rows `{id?, prompt: str | [messages], response_type? | category?, split?}`."""
-    path = Path(cfg.prompts)
-    try:
-        lines = path.read_text().splitlines()
-    except OSError as e:
-        raise ConfigError(f"prompts: cannot read {path}: {e.strerror or e}") from None
-    out = []
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-            prompt = row["prompt"]
-        except (ValueError, KeyError, TypeError):
-            raise ConfigError(f"prompts: {path} line {n}: a JSON object with a 'prompt' is expected") from None
-        if cfg.split is not None and row.get("split", cfg.split) != cfg.split:
-            continue
-        if row.get("response_type") is None and row.get("category") is None:
-            raise ConfigError(f"prompts: {path} line {n}: needs a response_type or a category")
-        msgs = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
-        out.append(
-            PromptRecord(
-                str(row.get("id", n)),
-                tuple((m["role"], m["content"]) for m in msgs),
-                row.get("response_type"),
-                row.get("category"),
-            )
-        )
-    if not out:
-        raise ConfigError(f"prompts: no prompts in {path} (split {cfg.split!r})")
-    return out
-
-
-def tokenize_prompts(records: list[PromptRecord], tok, max_tokens: int):
-    """-> (datasets.Dataset of input_ids, {prompt token ids: record}) — TRL passes only input_ids along."""
-    from datasets import Dataset
-
-    ids, lookup = [], {}
-    for rec in records:
-        text = tok.apply_chat_template(
-            [{"role": r, "content": c} for r, c in rec.messages], tokenize=False, add_generation_prompt=True
-        )
-        x = tok(text, add_special_tokens=False)["input_ids"][-max_tokens:]
-        ids.append(x)
-        lookup[tuple(x)] = rec
-    return Dataset.from_dict({"input_ids": ids}), lookup
+    base = resolve_model_path(cfg.model)
+    dtype = getattr(torch, cfg.dtype)
+    tok = AutoTokenizer.from_pretrained(resume_from / "policy" if resume_from else base, padding_side="left")
+    if tok.pad_token_id is None or tok.pad_token_id == tok.eos_token_id:  # PPO masks every pad id: keep EOS out
+        tok.add_special_tokens({"pad_token": "<|pad|>"})
+    policy = AutoModelForCausalLM.from_pretrained(resume_from / "policy" if resume_from else base, dtype=dtype)
+    ref = AutoModelForCausalLM.from_pretrained(base, dtype=dtype)  # the reference is always the start model
+    value = AutoModelForSequenceClassification.from_pretrained(
+        resume_from / "value" if resume_from else base, num_labels=1, dtype=dtype
+    )
+    for m in (policy, ref, value):
+        if m.get_input_embeddings().weight.shape[0] != len(tok):
+            m.resize_token_embeddings(len(tok))
+        m.config.pad_token_id = tok.pad_token_id
+    return tok, policy, ref, value
 
 
 # -- 3. rewards from the service --------------------------------------------------------------------------
@@ -205,6 +171,46 @@ class StepLog:
         self.tb.flush()
 
 
+class StepCallback(TrainerCallback):
+    """After each PPO step: one metrics row (reward parts, TRL's losses, the step's time split); checkpoints."""
+
+    def __init__(self, trainer, bridge: RewardBridge, tok, cfg: TrainConfig, done: int, steplog: StepLog) -> None:
+        self.trainer, self.bridge, self.tok, self.cfg, self.done, self.steplog = (
+            trainer,
+            bridge,
+            tok,
+            cfg,
+            done,
+            steplog,
+        )
+        self.last: Path | None = None  # the newest checkpoint
+        self.t0 = time.perf_counter()
+
+    def on_log(self, args, state, control, logs=None, **kwargs) -> None:
+        step_s, gen_s = time.perf_counter() - self.t0, self.trainer.generation_s
+        reward_s = self.bridge.step_stats.get("time/reward_s", 0.0)
+        row = {
+            "step": self.done + state.global_step,
+            **(logs or {}),
+            **self.bridge.step_stats,
+            "time/step_s": step_s,
+            "time/generation_s": gen_s,
+            "time/other_s": step_s - gen_s - reward_s,
+            "time/reward_share": reward_s / step_s if step_s else 0.0,
+        }
+        self.steplog.write(row)
+
+    def on_step_end(self, args, state, control, **kwargs) -> None:
+        step = self.done + state.global_step
+        if step % self.cfg.save_every == 0 or step == self.cfg.total_steps:
+            unwrapped = self.trainer.accelerator.unwrap_model(self.trainer.model)
+            out = Path(self.cfg.output_dir)
+            self.last = save_checkpoint(
+                out, step, unwrapped.policy, unwrapped.value_model, self.tok, self.trainer.optimizer, self.cfg
+            )
+        self.trainer.generation_s, self.t0 = 0.0, time.perf_counter()
+
+
 def plot_curves(out: Path) -> Path | None:
     """reward_curve.png from metrics.csv: reward and its RM / RBR parts, and KL to the reference, per step."""
     import matplotlib
@@ -267,40 +273,12 @@ def save_checkpoint(out: Path, step: int, policy, value, tok, optimizer, cfg: Tr
     return final
 
 
-# -- 2. models and the loop ------------------------------------------------------------------------------
-
-
-class _ServiceRewardModel(nn.Module):
-    """Stands where TRL expects a reward model; parameter-free, never run: the service scores instead."""
-
-    base_model_prefix = "none"
-
-
-def _load_models(cfg: TrainConfig, resume_from: Path | None):
-    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
-
-    base = resolve_model_path(cfg.model)
-    dtype = getattr(torch, cfg.dtype)
-    tok = AutoTokenizer.from_pretrained(resume_from / "policy" if resume_from else base, padding_side="left")
-    if tok.pad_token_id is None or tok.pad_token_id == tok.eos_token_id:  # PPO masks every pad id: keep EOS out
-        tok.add_special_tokens({"pad_token": "<|pad|>"})
-    policy = AutoModelForCausalLM.from_pretrained(resume_from / "policy" if resume_from else base, dtype=dtype)
-    ref = AutoModelForCausalLM.from_pretrained(base, dtype=dtype)  # the reference is always the start model
-    value = AutoModelForSequenceClassification.from_pretrained(
-        resume_from / "value" if resume_from else base, num_labels=1, dtype=dtype
-    )
-    for m in (policy, ref, value):
-        if m.get_input_embeddings().weight.shape[0] != len(tok):
-            m.resize_token_embeddings(len(tok))
-        m.config.pad_token_id = tok.pad_token_id
-    return tok, policy, ref, value
+# -- 5. the loop: 1 to 4 in order ------------------------------------------------------------------------
 
 
 def train(cfg: TrainConfig, resume: bool = False) -> Path:
     """Run PPO; returns the final checkpoint. Raises TrainingStopped if the reward service fails."""
-    from trl.experimental.ppo import PPOConfig, PPOTrainer
-    from trl.experimental.ppo import ppo_trainer as trl_ppo
-    from trl.experimental.utils import first_true_indices
+    from ._trl_ppo import ServicePPOTrainer
 
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -308,12 +286,44 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     done = json.loads((resume_from / "state.json").read_text())["step"] if resume_from else 0
     if resume and resume_from is None:
         log.warning("--resume: no checkpoint in %s; starting from the beginning", out)
-    remaining = cfg.total_steps - done
-    if remaining <= 0:
+    if done >= cfg.total_steps:
         log.warning("nothing to do: %s already has step %d of %d", out, done, cfg.total_steps)
         return resume_from  # type: ignore[return-value]
     (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+    client, class_columns = _connect(cfg, resume_from)  # 1. fails fast, before minutes of model loading
 
+    torch.manual_seed(cfg.seed + done)
+    tok, policy, ref, value = _load_models(cfg, resume_from)  # 2.
+    dataset, lookup = tokenize_prompts(load_prompts(cfg), tok, cfg.max_prompt_tokens)
+    bridge = RewardBridge(client, tok, lookup)  # 3.
+    trainer = ServicePPOTrainer(
+        bridge,
+        args=_ppo_args(cfg, out, cfg.total_steps - done, seed=cfg.seed + done),
+        processing_class=tok,
+        model=policy,
+        ref_model=ref,
+        train_dataset=dataset,
+        value_model=value,
+        eval_dataset=dataset,
+    )
+    if resume_from is not None:
+        trainer.optimizer.load_state_dict(torch.load(resume_from / "optimizer.pt"))
+    steps = StepCallback(trainer, bridge, tok, cfg, done, StepLog(out, class_columns, resume_from is not None))
+    steps.last = resume_from
+    trainer.add_callback(steps)  # 4.
+    try:
+        trainer.train()
+    except ServiceError as e:
+        step = done + trainer.state.global_step + 1
+        raise TrainingStopped(f"the reward service failed at step {step}: {e}", steps.last) from e
+    finally:
+        plot_curves(out)
+    log.info("done: %d reward calls, checkpoint %s", bridge.calls, steps.last)
+    return steps.last  # type: ignore[return-value]
+
+
+def _connect(cfg: TrainConfig, resume_from: Path | None) -> tuple[RewardClient, list[str]]:
+    """The service's client, and the class columns of the step log (from the policy it serves)."""
     client = RewardClient(
         cfg.service_url,
         token=cfg.service_token,
@@ -322,21 +332,23 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         backoff_s=cfg.reward_backoff_s,
     )
     try:
-        served = client.policy()  # fails fast, before minutes of model loading, if the service is down
+        served = client.policy()
     except ServiceError as e:
         raise TrainingStopped(f"the reward service at {cfg.service_url} is not answering: {e}", resume_from) from e
-    class_columns = [f"class/{rt}/{c}" for rt, spec in served.response_types.items() for c in spec["classes"]]
+    return client, [f"class/{rt}/{c}" for rt, spec in served.response_types.items() for c in spec["classes"]]
 
-    torch.manual_seed(cfg.seed + done)
-    tok, policy, ref, value = _load_models(cfg, resume_from)
-    dataset, lookup = tokenize_prompts(load_prompts(cfg), tok, cfg.max_prompt_tokens)
-    args = PPOConfig(
+
+def _ppo_args(cfg: TrainConfig, out: Path, steps: int, seed: int):
+    """TRL's PPOConfig for `steps` more updates: one rollout batch (one reward call) per update."""
+    from trl.experimental.ppo import PPOConfig
+
+    return PPOConfig(
         output_dir=str(out / "trl"),
         per_device_train_batch_size=cfg.batch_size,
         gradient_accumulation_steps=1,
         local_rollout_forward_batch_size=cfg.batch_size,  # one reward call per rollout batch
         num_mini_batches=cfg.num_mini_batches,
-        total_episodes=remaining * cfg.batch_size,
+        total_episodes=steps * cfg.batch_size,
         num_ppo_epochs=cfg.num_ppo_epochs,
         learning_rate=cfg.learning_rate,
         lr_scheduler_type="constant",
@@ -349,84 +361,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         save_strategy="no",  # checkpoints are ours (policy, value, optimizer, step)
         report_to=[],
         logging_steps=1,
-        seed=cfg.seed + done,
+        seed=seed,
         use_cpu=not torch.cuda.is_available(),
         bf16=False,
         disable_tqdm=False,
     )
-    reward_stub = _ServiceRewardModel()
-    bridge = RewardBridge(client, tok, lookup)
-    trainer = PPOTrainer(
-        args=args,
-        processing_class=tok,
-        model=policy,
-        ref_model=ref,
-        reward_model=reward_stub,
-        train_dataset=dataset,
-        value_model=value,
-        eval_dataset=dataset,
-    )
-    if resume_from is not None:
-        trainer.optimizer.load_state_dict(torch.load(resume_from / "optimizer.pt"))
-    steplog = StepLog(out, class_columns, resume=resume_from is not None)
-    timers = {"generation_s": 0.0, "t0": time.perf_counter()}
-    state = {"last": resume_from}
-
-    original_get_reward, original_generation = trl_ppo.get_reward, trl_ppo.batch_generation
-
-    def get_reward(model, query_responses, pad_token_id, context_length):
-        if model is not reward_stub:
-            return original_get_reward(model, query_responses, pad_token_id, context_length)
-        scores = bridge(query_responses, context_length).to(query_responses.device)  # (B,)
-        lengths = first_true_indices(query_responses[:, context_length:] == pad_token_id) - 1 + context_length
-        return None, scores, lengths
-
-    def batch_generation(*a, **kw):
-        t0 = time.perf_counter()
-        result = original_generation(*a, **kw)
-        timers["generation_s"] += time.perf_counter() - t0
-        return result
-
-    from transformers import TrainerCallback
-
-    class _Steps(TrainerCallback):
-        def on_log(self, args_, st, control, logs=None, **kw):
-            step = done + st.global_step
-            now = time.perf_counter()
-            step_s, gen_s = now - timers["t0"], timers["generation_s"]
-            reward_s = bridge.step_stats.get("time/reward_s", 0.0)
-            row = {
-                "step": step,
-                **(logs or {}),
-                **bridge.step_stats,
-                "time/step_s": step_s,
-                "time/generation_s": gen_s,
-                "time/other_s": step_s - gen_s - reward_s,
-                "time/reward_share": reward_s / step_s if step_s else 0.0,
-            }
-            steplog.write(row)
-
-        def on_step_end(self, args_, st, control, **kw):
-            step = done + st.global_step
-            if step % cfg.save_every == 0 or step == cfg.total_steps:
-                unwrapped = trainer.accelerator.unwrap_model(trainer.model)
-                state["last"] = save_checkpoint(
-                    out, step, unwrapped.policy, unwrapped.value_model, tok, trainer.optimizer, cfg
-                )
-            timers["generation_s"], timers["t0"] = 0.0, time.perf_counter()
-
-    trainer.add_callback(_Steps())
-    try:
-        with (
-            mock.patch.object(trl_ppo, "get_reward", get_reward),
-            mock.patch.object(trl_ppo, "batch_generation", batch_generation),
-        ):
-            trainer.train()
-    except ServiceError as e:
-        raise TrainingStopped(
-            f"the reward service failed at step {done + trainer.state.global_step + 1}: {e}", state["last"]
-        ) from e
-    finally:
-        plot_curves(out)
-    log.info("done: %d reward calls, checkpoint %s", bridge.calls, state["last"])
-    return state["last"]

@@ -133,7 +133,9 @@ def test_cpu_profile_services_run_end_to_end_by_hand(tmp_path):
         args = list(command[1:])
         args[args.index("--service-url") + 1] = url
         args[args.index("--output-dir") + 1] = str(tmp_path / "run")
-        r = subprocess.run([rbr_exe(), *args, "--steps", "1"], capture_output=True, text=True, timeout=900, cwd=ROOT)
+        r = subprocess.run(
+            [rbr_exe(), *args, "--total-steps", "1"], capture_output=True, text=True, timeout=900, cwd=ROOT
+        )
     assert r.returncode == 0, shlex.join(args) + "\n" + r.stderr[-3000:]
     assert (tmp_path / "run" / "checkpoints" / "step-000001" / "policy" / "config.json").exists()
     rows = (tmp_path / "run" / "metrics.csv").read_text().splitlines()

@@ -1,0 +1,70 @@
+"""The training prompts: rows of a prompts file with their response types (or categories), rendered with the
+policy's chat template. Shared by PPO (`rbr train`) and `rbr eval-policy`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from .config import ConfigError, TrainConfig
+
+__all__ = ["PromptRecord", "load_prompts", "tokenize_prompts"]
+
+
+@dataclass(frozen=True)
+class PromptRecord:
+    id: str
+    messages: tuple[tuple[str, str], ...]  # ((role, content), ...)
+    response_type: str | None
+    category: str | None
+
+
+def load_prompts(cfg: TrainConfig) -> list[PromptRecord]:
+    """Prompt rows `{id?, prompt: str | [messages], response_type? | category?, split?}`."""
+    path = Path(cfg.prompts)
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as e:
+        raise ConfigError(f"prompts: cannot read {path}: {e.strerror or e}") from None
+    out = []
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            prompt = row["prompt"]
+        except (ValueError, KeyError, TypeError):
+            raise ConfigError(f"prompts: {path} line {n}: a JSON object with a 'prompt' is expected") from None
+        if cfg.split is not None and row.get("split", cfg.split) != cfg.split:
+            continue
+        if row.get("response_type") is None and row.get("category") is None:
+            raise ConfigError(f"prompts: {path} line {n}: needs a response_type or a category")
+        msgs = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
+        out.append(
+            PromptRecord(
+                str(row.get("id", n)),
+                tuple((m["role"], m["content"]) for m in msgs),
+                row.get("response_type"),
+                row.get("category"),
+            )
+        )
+    if not out:
+        raise ConfigError(f"prompts: no prompts in {path} (split {cfg.split!r})")
+    return out
+
+
+def tokenize_prompts(records: list[PromptRecord], tok, max_tokens: int):
+    """-> (datasets.Dataset of input_ids, {prompt token ids: record}) — TRL passes only input_ids along."""
+    from datasets import Dataset
+
+    ids, lookup = [], {}
+    for rec in records:
+        text = tok.apply_chat_template(
+            [{"role": r, "content": c} for r, c in rec.messages], tokenize=False, add_generation_prompt=True
+        )
+        x = tok(text, add_special_tokens=False)["input_ids"][-max_tokens:]
+        ids.append(x)
+        lookup[tuple(x)] = rec
+    return Dataset.from_dict({"input_ids": ids}), lookup
