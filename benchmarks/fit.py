@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from propositions import load_policy
-from reward_service.linear import fit_hinge, hinge_loss, make_pairs, pairwise_error_rate
+from reward_service.reward.linear import fit_hinge, hinge_loss, make_pairs, pairwise_error_rate
 
 
 def problem(policy, rt: str, n_prompts: int, seed: int):

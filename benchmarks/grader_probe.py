@@ -42,9 +42,9 @@ import grader_real as gr  # noqa: E402
 
 from propositions import load_policy  # noqa: E402
 from reward_service.config import load_settings  # noqa: E402
-from reward_service.evaluation import fold_indices  # noqa: E402
 from reward_service.grader import Grader  # noqa: E402
-from reward_service.jbb import jbb_rows  # noqa: E402
+from reward_service.offline.evaluation import fold_indices  # noqa: E402
+from reward_service.offline.jbb import jbb_rows  # noqa: E402
 
 
 def token_states(grader: Grader, rows, layers: tuple[int, ...], desc: str):

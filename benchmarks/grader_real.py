@@ -11,14 +11,14 @@ with heads - phrases and heads - BoW computed in the same run. Then one summary 
 Data sets and what fits them (nothing is ever fitted on a row it scores):
   gold      ../shared/data/rbr_gold/train.jsonl, 5-fold CV grouped by prompt (as `rbr eval-grader --cv 5`);
             every fold also fits on the augmentation rows (and the JBB fit split in +jbb variants)
-  jbb-dev   the JailbreakBench dev split (reward_service/jbb.py: 18 behaviours never fitted on)
+  jbb-dev   the JailbreakBench dev split (reward_service/offline/jbb.py: 18 behaviours never fitted on)
   check     data/grader_check/check.jsonl     } fitted on gold + aug (+ JBB fit split)
   contrast  data/grader_check/contrast.jsonl  }
 
 Variants (features of the five propositions; the other 18 gold propositions always use the shipped
 pooled features and are identical in every variant):
   shipped          pooled completion states (head_spec.json), fitted on gold + aug
-  +jbb             the same, also fitted on the JBB fit split (labels: reward_service/jbb.py)
+  +jbb             the same, also fitted on the JBB fit split (labels: reward_service/offline/jbb.py)
   answer           + the answer-position state of the proposition's own question (sees the request)
   +jbb+answer      both
   +jbb+answer+ask  + the answer-position state of ASK_QUESTION for fully_complies
@@ -47,12 +47,12 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from propositions import PropositionSpec, load_policy
-from reward_service._engine import Readout
 from reward_service.config import load_settings
-from reward_service.evaluation import LabelledRow, bow_baseline, fold_indices, score_propositions
 from reward_service.grader import GradeItem, Grader, parse_item
-from reward_service.heads import FeatureSpec, GraderHeads
-from reward_service.jbb import JBB_FILE, jbb_rows
+from reward_service.grader._engine import Readout
+from reward_service.grader.heads import FeatureSpec, GraderHeads
+from reward_service.offline.evaluation import LabelledRow, bow_baseline, fold_indices, score_propositions
+from reward_service.offline.jbb import JBB_FILE, jbb_rows
 
 # The refusal-phrase matcher (fixed lists, nothing fitted) is `rbr eval-policy`'s independent judge; every
 # name stays importable from here.
@@ -342,7 +342,7 @@ def main() -> None:
         f"check {len(check.rows)}, contrast {len(contrast.rows)}"
     )
     print(
-        f"# JBB labels: disallowed_content = fully_complies = jailbroken (see reward_service/jbb.py); "
+        f"# JBB labels: disallowed_content = fully_complies = jailbroken (see reward_service/offline/jbb.py); "
         f"phrases: {len(REFUSAL_PHRASES)} refusal phrases; questions asked: {', '.join(ASKED)}"
     )
     print(f"# {ASK_NAME}: {ASK_QUESTION!r}")

@@ -31,10 +31,10 @@ import numpy as np
 import torch
 
 from propositions import load_policy
-from reward_service._engine import TransformersEngine
-from reward_service._prompt import PromptFormat
 from reward_service.grader import parse_item
-from reward_service.models import EMBEDDED_MODEL, load_causal_lm
+from reward_service.grader._engine import TransformersEngine
+from reward_service.grader._prompt import PromptFormat
+from reward_service.grader.models import EMBEDDED_MODEL, load_causal_lm
 
 GOLD = Path(__file__).resolve().parents[2] / "shared" / "data" / "rbr_gold" / "train.jsonl"
 EXAMPLES = Path(__file__).resolve().parents[1] / "data" / "examples" / "items.jsonl"
@@ -77,7 +77,7 @@ def timed(fn, repeats: int = 3) -> float:
 def length_rows(args) -> None:
     from reward_service.config import load_settings
     from reward_service.grader import Grader
-    from reward_service.models import choose_dtype, matmul_gflops
+    from reward_service.grader.models import choose_dtype, matmul_gflops
 
     policy = load_policy()
     rows = [json.loads(line) for line in Path(args.data).read_text().splitlines() if line.strip()]

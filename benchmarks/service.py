@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from reward_service.config import load_settings  # noqa: E402
 from reward_service.grader import parse_item  # noqa: E402
-from reward_service.service import RewardService  # noqa: E402
+from reward_service.server.service import RewardService  # noqa: E402
 from tests._server import rbr_server  # noqa: E402
 
 
@@ -122,7 +122,7 @@ def main() -> None:
         rows.append(clients_row(url, singles, f"(d) HTTP, {len(singles)} clients x 1 item, batching off", args.repeats))
 
     if args.vllm:
-        from reward_service.models import EMBEDDED_MODEL, resolve_model_path
+        from reward_service.grader.models import EMBEDDED_MODEL, resolve_model_path
         from tests.vllm_server import vllm_server
 
         with vllm_server(

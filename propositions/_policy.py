@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
@@ -28,6 +28,7 @@ __all__ = [
     "PropositionSpec",
     "ResponseTypeSpec",
     "load_policy",
+    "label_fields",
     "normalize_response_type",
     "policy_from_dict",
 ]
@@ -142,6 +143,14 @@ class Policy(_Strict):
 def normalize_response_type(name: str) -> str:
     """'Hard Refuse' / 'hard-refuse' / 'hard_refuse' -> 'hard_refuse'."""
     return "_".join(name.strip().lower().replace("-", " ").split())
+
+
+def label_fields(label: str, response_types: Collection[str]) -> dict[str, str]:
+    """The item field a bare label fills: `response_type` if it names one of `response_types`, else `category`.
+
+    The one place a trainer's label column (OpenRLHF's `labels`, verl's `ground_truth`) is read.
+    """
+    return {"response_type": label} if normalize_response_type(label) in response_types else {"category": label}
 
 
 # -- loading and validation ---------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from .errors import RBRError
+from reward_service.errors import RBRError
 
 __all__ = ["post_json"]
 

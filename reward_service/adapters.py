@@ -22,6 +22,7 @@ import threading
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Literal, NamedTuple
 
+from propositions import label_fields
 from reward_service.client import DEFAULT_URL, AsyncRewardClient, RewardClient, ServiceError, build_items
 from reward_service.schemas import RewardsResponse
 
@@ -180,15 +181,11 @@ def _trl_logs(kwargs: Mapping[str, Any], rows: list[int], n: int, out: RewardsRe
     if callable(log_extra):
         classes: list[str | None] = [None] * n
         for i, c in zip(rows, out.components, strict=True):
-            classes[i] = max(c.classes, key=c.classes.__getitem__)
+            classes[i] = c.top_class
         log_extra("rbr_class", classes)
 
 
 # -- verl ---------------------------------------------------------------------------------------------
-
-
-def _norm(name: str) -> str:
-    return "_".join(name.strip().lower().replace("-", " ").split())
 
 
 class _VerlState(NamedTuple):
@@ -227,7 +224,7 @@ def _verl_state() -> _VerlState:
         if _VERL is None:
             client = RewardClient(_service_url())
             try:
-                rts = frozenset(_norm(rt) for rt in client.policy().response_types)
+                rts = frozenset(client.policy().response_types)
             except BaseException:
                 client.close()
                 raise
@@ -238,7 +235,7 @@ def _verl_state() -> _VerlState:
 async def _build_async_state() -> _VerlAsyncState:
     client = AsyncRewardClient(_service_url())
     try:
-        rts = frozenset(_norm(rt) for rt in (await client.policy()).response_types)
+        rts = frozenset((await client.policy()).response_types)
     except BaseException:
         await client.aclose()
         raise
@@ -279,10 +276,8 @@ def _verl_item(solution_str: str, ground_truth: Any, extra_info: Mapping | None,
         if isinstance(ground_truth, Mapping):
             rt, category = ground_truth.get("response_type"), ground_truth.get("category")
         elif isinstance(ground_truth, str) and ground_truth.strip():
-            if _norm(ground_truth) in rts:
-                rt = str(ground_truth)
-            else:
-                category = str(ground_truth)
+            fields = label_fields(ground_truth, rts)
+            rt, category = fields.get("response_type"), fields.get("category")
     prompt = normalize_messages(prompt, "extra_info['prompt']")
     return build_items([prompt], [str(solution_str)], [rt], [category])[0]
 

@@ -22,8 +22,8 @@ from typing import Any
 
 import httpx
 
-from .errors import ServiceError
-from .schemas import GradeResponse, PolicyInfo, Prompt, RewardItem, RewardsResponse
+from reward_service.errors import ServiceError
+from reward_service.schemas import GradeResponse, PolicyInfo, Prompt, RewardItem, RewardsResponse
 
 __all__ = ["AsyncRewardClient", "RewardClient", "ServiceError", "build_items"]
 

@@ -13,7 +13,7 @@ import yaml
 from pydantic import Field
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from .paths import DATA_DIR, EMBEDDED_MODEL
+from reward_service.paths import DATA_DIR, EMBEDDED_MODEL
 
 __all__ = ["DATA_DIR", "MODES", "Mode", "Settings", "load_settings"]
 

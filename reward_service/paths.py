@@ -21,7 +21,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from .errors import ModelLoadError
+from reward_service.errors import ModelLoadError
 
 __all__ = ["DATA_DIR", "EMBEDDED_MODEL", "cache_dir", "fetch_embedded_model", "resolve_model_path"]
 

@@ -81,6 +81,7 @@ class Components(BaseModel):
     rm: float = Field(description="The helpful-only reward model's score R_rm.")
     rbr: float = Field(description="w[response_type] . features.")
     classes: dict[str, float] = Field(description="Completion class probabilities.")
+    top_class: str = Field(description="The most probable completion class.")
     propositions: dict[str, float] = Field(description="Proposition probabilities from the grader.")
 
 

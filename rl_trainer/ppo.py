@@ -110,7 +110,7 @@ class RewardBridge:
         wait = time.perf_counter() - t0
         self.calls += 1
         comps = out.components or []
-        tops = Counter((c.response_type, max(c.classes, key=c.classes.__getitem__)) for c in comps)
+        tops = Counter((c.response_type, c.top_class) for c in comps)
         per_rt = Counter(c.response_type for c in comps)
         rewards = torch.tensor(out.rewards, dtype=torch.float32)  # (B,)
         self.step_stats = {

@@ -42,7 +42,7 @@ import propositions, reward_service
 from propositions import load_policy
 from reward_service.cli import main
 from reward_service.config import DATA_DIR, load_settings
-from reward_service.linear import RBRWeights
+from reward_service.reward.linear import RBRWeights
 
 code = main(["grade", "-", "--json"])
 settings = load_settings()

@@ -31,8 +31,8 @@ from importlib.metadata import entry_points
 
 from pydantic import ValidationError
 
-from ..errors import InputError, RBRError
-from . import grading, rewards, serving
+from reward_service.cli import grading, rewards, serving
+from reward_service.errors import InputError, RBRError
 
 __all__ = ["build_parser", "main"]
 

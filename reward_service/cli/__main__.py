@@ -1,5 +1,5 @@
 import sys
 
-from . import main
+from reward_service.cli import main
 
 sys.exit(main())

@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..config import Settings, load_settings
-from ..errors import InputError
+from reward_service.config import Settings, load_settings
+from reward_service.errors import InputError
 
 if TYPE_CHECKING:
     from propositions import Policy

@@ -12,14 +12,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..config import DATA_DIR, MODES, Settings
-from ..errors import InputError
-from ._common import add_common, read_lines, settings_and_policy
+from reward_service.cli._common import add_common, read_lines, settings_and_policy
+from reward_service.config import DATA_DIR, MODES, Settings
+from reward_service.errors import InputError
 
 if TYPE_CHECKING:
     from propositions import Policy
-
-    from ..grader import GradeItem
+    from reward_service.grader import GradeItem
 
 __all__ = ["register"]
 
@@ -72,7 +71,7 @@ def _fit_data_flags(p: argparse.ArgumentParser, use: str) -> None:
 def cmd_grade(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from ..grader import Grader, iter_jsonl, parse_item
+    from reward_service.grader import Grader, iter_jsonl, parse_item
 
     settings, policy = settings_and_policy(args)
     lines, source = read_lines(args.file)
@@ -153,7 +152,7 @@ def _print_item(item: GradeItem, record: dict) -> None:
 
 def _fit_data(args: argparse.Namespace, policy: Policy):
     """(gold rows, extra rows: --aug files and the JBB fit split) as evaluation.Labelled."""
-    from ..evaluation import read_extra, read_labelled
+    from reward_service.offline.evaluation import read_extra, read_labelled
 
     lines, source = read_lines(args.gold)
     return read_labelled(lines, source, policy), read_extra(args.aug, args.jbb_fit, args.jbb_weight, policy)
@@ -161,14 +160,19 @@ def _fit_data(args: argparse.Namespace, policy: Policy):
 
 def _head_specs(text: str | None):
     """(default FeatureSpec, per-proposition overrides) from --head-spec JSON or data/grader/head_spec.json."""
-    from ..heads import load_head_specs
+    from reward_service.grader.heads import load_head_specs
 
     return load_head_specs(json.loads(text if text else (DATA_DIR / "grader" / "head_spec.json").read_text()))
 
 
 def cmd_eval_grader(args: argparse.Namespace) -> int:
-    from ..evaluation import bow_baseline, cross_validated_probs, labelled_names, score_propositions
-    from ..grader import Grader
+    from reward_service.grader import Grader
+    from reward_service.offline.evaluation import (
+        bow_baseline,
+        cross_validated_probs,
+        labelled_names,
+        score_propositions,
+    )
 
     settings, policy = settings_and_policy(args, readout_cache=not args.no_cache)
     mode = args.mode or settings.mode
@@ -225,8 +229,8 @@ def _print_eval(result: dict, in_sample: bool) -> None:
 
 
 def cmd_fit_grader(args: argparse.Namespace) -> int:
-    from ..evaluation import labelled_names
-    from ..grader import Grader
+    from reward_service.grader import Grader
+    from reward_service.offline.evaluation import labelled_names
 
     settings, policy = settings_and_policy(args, readout_cache=not args.no_cache)
     gold, extra = _fit_data(args, policy)

@@ -8,8 +8,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..errors import InputError
-from ._common import add_common, read_lines, settings_and_policy
+from reward_service.cli._common import add_common, read_lines, settings_and_policy
+from reward_service.errors import InputError
 
 __all__ = ["register"]
 
@@ -65,11 +65,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_features(args: argparse.Namespace) -> int:
-    from ..fitting import read_comparisons, write_features
-    from ..grader import Grader
-    from ..paths import cache_dir
-    from ..reward_models import build_reward_model
-    from ..scoring import FeatureCache, Scorer
+    from reward_service.grader import Grader
+    from reward_service.offline.fitting import read_comparisons, write_features
+    from reward_service.paths import cache_dir
+    from reward_service.reward.reward_models import build_reward_model
+    from reward_service.reward.scoring import FeatureCache, Scorer
 
     settings, policy = settings_and_policy(args)
     rows = read_comparisons(*read_lines(args.data), policy)
@@ -83,8 +83,8 @@ def cmd_features(args: argparse.Namespace) -> int:
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
-    from ..grader import Grader
-    from ..synth import load_writer, synthesize
+    from reward_service.grader import Grader
+    from reward_service.offline.synth import load_writer, synthesize
 
     settings, policy = settings_and_policy(args)
     lines, source = read_lines(args.prompts)
@@ -111,7 +111,13 @@ def _margins(values: Sequence[str] | None) -> dict[str, float]:
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
-    from ..fitting import error_rates, fit_weights, plot_reward_histograms, read_features, reward_model_of
+    from reward_service.offline.fitting import (
+        error_rates,
+        fit_weights,
+        plot_reward_histograms,
+        read_features,
+        reward_model_of,
+    )
 
     _, policy = settings_and_policy(args)
     rows = read_features(args.features)
@@ -138,8 +144,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
 
 def cmd_eval_rewards(args: argparse.Namespace) -> int:
-    from ..fitting import error_rates, read_features
-    from ..linear import RBRWeights
+    from reward_service.offline.fitting import error_rates, read_features
+    from reward_service.reward.linear import RBRWeights
 
     _, policy = settings_and_policy(args)
     rows = read_features(args.features)

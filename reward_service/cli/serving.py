@@ -6,9 +6,9 @@ import argparse
 import logging
 import sys
 
-from ..config import load_settings
-from ..errors import RBRError
-from ._common import add_common
+from reward_service.cli._common import add_common
+from reward_service.config import load_settings
+from reward_service.errors import RBRError
 
 __all__ = ["register"]
 
@@ -34,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from ..app import create_app
+    from reward_service.server.app import create_app
 
     settings = load_settings(
         args.config,
@@ -87,7 +87,7 @@ def cmd_policy(args: argparse.Namespace) -> int:
 
 
 def cmd_fetch_model(args: argparse.Namespace) -> int:
-    from ..paths import fetch_embedded_model
+    from reward_service.paths import fetch_embedded_model
 
     print(fetch_embedded_model(force=args.force))
     return 0

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from reward_service._chat import messages_from_template, split_query, strip_special
 from reward_service.errors import InputError
+from reward_service.server.api._chat import messages_from_template, split_query, strip_special
 
 CHATML = "<|im_start|>system\nBe nice.<|im_end|>\n<|im_start|>user\nHi there<|im_end|>\n<|im_start|>assistant\n"
 LLAMA3 = (

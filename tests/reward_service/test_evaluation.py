@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from reward_service.evaluation import (
+from reward_service.offline.evaluation import (
     LabelledRow,
     bow_baseline,
     expected_calibration_error,

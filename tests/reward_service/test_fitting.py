@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from reward_service.fitting import FeatureRow, error_rates, fit_weights
-from reward_service.linear import RBRWeights
+from reward_service.offline.fitting import FeatureRow, error_rates, fit_weights
+from reward_service.reward.linear import RBRWeights
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -11,11 +11,11 @@ import inspect
 import numpy as np
 import pytest
 
-from reward_service._engine import GraderEngine, Readout, TransformersEngine
-from reward_service._logprob_engines import OpenAIEngine, VLLMEngine
-from reward_service._prompt import EncodedItem
 from reward_service.errors import GraderError
 from reward_service.grader import READOUT_CHUNK, GradeItem, Grader
+from reward_service.grader._engine import GraderEngine, Readout, TransformersEngine
+from reward_service.grader._logprob_engines import OpenAIEngine, VLLMEngine
+from reward_service.grader._prompt import EncodedItem
 
 ITEM = GradeItem(({"role": "user", "content": "hi"},), "hello", "comply")
 
@@ -49,7 +49,7 @@ class StandInEngine:
 
 
 def _grader(policy, engine) -> Grader:
-    from reward_service._prompt import PromptFormat
+    from reward_service.grader._prompt import PromptFormat
 
     return Grader(policy, engine, PromptFormat(Tok()), "prompted")
 

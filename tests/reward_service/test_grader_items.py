@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from reward_service.errors import InputError, LimitError
-from reward_service.grader import iter_jsonl, parse_item
+from reward_service.grader import ItemLimits, iter_jsonl, parse_item
 
 
 def test_string_and_message_forms(policy):
@@ -53,27 +53,32 @@ def test_bad_items(policy, obj, field, problem):
 
 def test_length_limit_names_the_limit(policy):
     with pytest.raises(InputError, match="over the limit of 10"):
-        parse_item({"prompt": "hello there", "completion": "ok", "category": "None"}, policy, max_chars=10)
+        parse_item(
+            {"prompt": "hello there", "completion": "ok", "category": "None"}, policy, limits=ItemLimits(max_chars=10)
+        )
 
 
 def test_limits_count_roles_and_messages(policy):
     """Everything that reaches the grader counts: a huge role is as long as a huge message."""
     role = {"prompt": [{"role": "x" * 50, "content": "hi"}], "completion": "ok", "category": "None"}
-    assert parse_item(role, policy, max_chars=60).conversation[0]["role"] == "x" * 50
+    assert parse_item(role, policy, limits=ItemLimits(max_chars=60)).conversation[0]["role"] == "x" * 50
     with pytest.raises(LimitError, match="54 characters, over the limit of 40"):
-        parse_item(role, policy, max_chars=40)
+        parse_item(role, policy, limits=ItemLimits(max_chars=40))
     many = {"prompt": [{"role": "user", "content": ""}] * 5, "completion": "ok", "category": "None"}
-    assert len(parse_item(many, policy, max_messages=5).conversation) == 5
+    assert len(parse_item(many, policy, limits=ItemLimits(max_messages=5)).conversation) == 5
     with pytest.raises(LimitError, match="6 messages, over the limit of 5") as e:
         six = [{"role": "user", "content": ""}] * 6
-        parse_item({**many, "prompt": six}, policy, "items[0]", max_messages=5, sep=".")
+        parse_item({**many, "prompt": six}, policy, "items[0]", ItemLimits(max_messages=5))
     assert e.value.field == "items[0].prompt"
 
 
 def test_default_response_type_applies_only_when_both_are_missing(policy):
     obj = {"prompt": "x", "completion": "y"}
-    assert parse_item(obj, policy, default_response_type="comply").response_type == "comply"
-    assert parse_item({**obj, "category": "K-R"}, policy, default_response_type="comply").response_type == "hard_refuse"
+    assert parse_item(obj, policy, limits=ItemLimits(default_response_type="comply")).response_type == "comply"
+    assert (
+        parse_item({**obj, "category": "K-R"}, policy, limits=ItemLimits(default_response_type="comply")).response_type
+        == "hard_refuse"
+    )
 
 
 def test_malformed_json_line_is_named():

@@ -58,8 +58,8 @@ def test_prompted_mode_reads_yes_no_from_the_next_token(prompted_grader):
 
 def test_prefix_reuse_matches_full_forward_passes(prompted_grader):
     """In float32 the three strategies agree to rounding; bf16 differs by up to ~0.25 log-odds."""
-    from reward_service._engine import TransformersEngine
-    from reward_service.models import EMBEDDED_MODEL, load_causal_lm
+    from reward_service.grader._engine import TransformersEngine
+    from reward_service.grader.models import EMBEDDED_MODEL, load_causal_lm
 
     g = prompted_grader
     engine = TransformersEngine(*load_causal_lm(EMBEDDED_MODEL, "float32"))
@@ -131,7 +131,7 @@ def test_shipped_heads_on_the_jailbreakbench_dev_split(default_grader, policy):
     from sklearn.metrics import roc_auc_score
 
     from reward_service.grader import parse_item
-    from reward_service.jbb import JBB_FILE, jbb_rows
+    from reward_service.offline.jbb import JBB_FILE, jbb_rows
 
     if not JBB_FILE.exists():
         pytest.skip(f"JailbreakBench replies not found at {JBB_FILE}")

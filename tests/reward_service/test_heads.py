@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from reward_service._engine import Readout
 from reward_service.errors import HeadsError
-from reward_service.heads import FeatureSpec, GraderHeads, fit_heads, head_features
+from reward_service.grader._engine import Readout
+from reward_service.grader.heads import FeatureSpec, GraderHeads, fit_heads, head_features
 
 RNG = np.random.default_rng(0)
 H = 16
@@ -100,7 +100,7 @@ def test_mismatched_grader_is_refused(tmp_path):
 
 
 def test_overrides_give_one_proposition_its_own_spec():
-    from reward_service.heads import load_head_specs
+    from reward_service.grader.heads import load_head_specs
 
     default, overrides = load_head_specs(
         {"pooled_stats": ["mean"], "pooled_layers": [1], "C": 1.0, "overrides": {"a": {"pooled_layers": [0, 1]}}}
@@ -129,7 +129,7 @@ def test_overrides_give_one_proposition_its_own_spec():
 
 def test_answer_rows_follow_the_asked_questions_only():
     """A head reading answer states finds its row among the asked questions, not among all names."""
-    from reward_service.heads import load_head_specs
+    from reward_service.grader.heads import load_head_specs
 
     rng = np.random.default_rng(1)
     y = rng.random(150) < 0.5

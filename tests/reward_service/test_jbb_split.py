@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from reward_service.jbb import JBB_FILE, jbb_rows, jbb_split
+from reward_service.offline.jbb import JBB_FILE, jbb_rows, jbb_split
 
 
 def test_split_is_a_pure_function_of_the_name():
@@ -33,7 +33,7 @@ def test_split_on_the_data_is_disjoint_and_about_a_fifth():
 def test_extra_rows_weigh_jbb_fit_rows_and_skip_dev(tmp_path, policy):
     import json
 
-    from reward_service.evaluation import read_extra
+    from reward_service.offline.evaluation import read_extra
 
     rows = [
         {

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from reward_service.errors import InputError, WeightsMismatchError
-from reward_service.linear import RBRWeights, fit_hinge, hinge_loss, make_pairs, pairwise_error_rate
+from reward_service.reward.linear import RBRWeights, fit_hinge, hinge_loss, make_pairs, pairwise_error_rate
 
 ORDER = ["ideal", "minimum_acceptable_style", "unacceptable_completion", "disallowed_completion"]
 

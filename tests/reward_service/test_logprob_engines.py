@@ -8,9 +8,9 @@ import math
 import httpx
 import pytest
 
-from reward_service._logprob_engines import OpenAIEngine, yes_logit_from_top
-from reward_service._prompt import EncodedItem
 from reward_service.errors import GraderError, GraderTimeout
+from reward_service.grader._logprob_engines import OpenAIEngine, yes_logit_from_top
+from reward_service.grader._prompt import EncodedItem
 
 YES, NO = [10, 11], [20, 21]
 

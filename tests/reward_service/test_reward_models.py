@@ -10,7 +10,7 @@ import pytest
 
 from reward_service.errors import ModelLoadError, RewardModelError
 from reward_service.grader import GradeItem
-from reward_service.reward_models import HFRewardModel, JudgeRewardModel, VLLMHttpRewardModel, render_chat
+from reward_service.reward.reward_models import HFRewardModel, JudgeRewardModel, VLLMHttpRewardModel, render_chat
 
 Q = ({"role": "user", "content": "How do I make a simple tomato sauce?"},)
 ITEMS = [
@@ -26,7 +26,7 @@ def tiny_rm_path(tmp_path_factory):
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForSequenceClassification
 
-    from reward_service.models import fetch_embedded_model
+    from reward_service.grader.models import fetch_embedded_model
 
     path = tmp_path_factory.mktemp("tiny_rm")
     tok = AutoTokenizer.from_pretrained(fetch_embedded_model())

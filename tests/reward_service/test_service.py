@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from reward_service.errors import OverloadedError, RequestTimeout
-from reward_service.service import DynamicBatcher, Metrics
+from reward_service.server.service import DynamicBatcher, Metrics
 
 
 class Recorder:

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from reward_service.errors import InputError
-from reward_service.synth import load_instructions, synthesize
+from reward_service.offline.synth import load_instructions, synthesize
 
 pytestmark = pytest.mark.model
 
@@ -77,7 +77,7 @@ def test_the_openai_writer_continues_the_reply_prefix_and_maps_server_failures()
     import httpx
 
     from reward_service.errors import GraderError, GraderTimeout
-    from reward_service.synth import openai_generator
+    from reward_service.offline.synth import openai_generator
 
     seen: list[dict] = []
 

@@ -24,6 +24,7 @@ def comp(rt: str, disallowed: float, refusal: float, top: str, completion: str |
         "response_type": rt,
         "reward": 1.0,
         "classes": classes,
+        "top_class": top,
         "propositions": {"disallowed_content": disallowed, "inability_to_comply": refusal},
     }
     return row if completion is None else {**row, "completion": completion}

@@ -25,7 +25,7 @@ WRAPPER = """
 import json, sys
 from reward_service.cli import main
 rc = main(sys.argv[1:])
-layers = [m for m in ("reward_service.grader", "reward_service.scoring", "propositions") if m in sys.modules]
+layers = [m for m in ("reward_service.grader", "reward_service.reward.scoring", "propositions") if m in sys.modules]
 print("IMPORTED " + json.dumps(layers), flush=True)
 sys.exit(rc)
 """
@@ -61,7 +61,7 @@ def rows(run: Path) -> list[dict]:
 def test_two_ppo_steps_one_reward_call_per_rollout_batch(tmp_path):
     from transformers import AutoModelForCausalLM
 
-    from reward_service.models import EMBEDDED_MODEL, resolve_model_path
+    from reward_service.grader.models import EMBEDDED_MODEL, resolve_model_path
 
     config = write_config(tmp_path)
     with rbr_server() as (url, _, _):

@@ -19,10 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from propositions import Policy
-
-from .errors import InputError
-from .grader import GradeItem, iter_jsonl, parse_item
-from .linear import PairSet, RBRWeights, fit_hinge, make_pairs, pairwise_error_rate
+from reward_service.errors import InputError
+from reward_service.grader import GradeItem, iter_jsonl, parse_item
+from reward_service.reward.linear import PairSet, RBRWeights, fit_hinge, make_pairs, pairwise_error_rate
 
 __all__ = [
     "ComparisonRow",

@@ -25,8 +25,7 @@ from scipy import sparse
 from scipy.optimize import linprog
 
 from propositions import Policy
-
-from .errors import InputError, WeightsMismatchError
+from reward_service.errors import InputError, WeightsMismatchError
 
 __all__ = ["FitResult", "PairSet", "RBRWeights", "fit_hinge", "make_pairs", "pairwise_error_rate"]
 

@@ -6,9 +6,9 @@ import asyncio
 
 from fastapi import APIRouter
 
-from ..schemas import ReloadRequest, ReloadResponse
-from ._routing import StrictJSONRoute, error_responses
-from .deps import AdminAuth, ServiceDep
+from reward_service.schemas import ReloadRequest, ReloadResponse
+from reward_service.server.api._routing import StrictJSONRoute, error_responses
+from reward_service.server.api.deps import AdminAuth, ServiceDep
 
 __all__ = ["router"]
 

@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter
 
-from . import admin, meta, openrlhf, rewards
+from reward_service.server.api import admin, meta, openrlhf, rewards
 
 __all__ = ["router"]
 

@@ -19,8 +19,8 @@ from typing import Protocol
 
 import numpy as np
 
-from .errors import ModelLoadError, RewardModelError
-from .grader import GradeItem
+from reward_service.errors import ModelLoadError, RewardModelError
+from reward_service.grader import GradeItem
 
 __all__ = [
     "build_reward_model",
@@ -126,7 +126,7 @@ class VLLMHttpRewardModel:
         self.needs: tuple[str, ...] = ()
 
     def score(self, items: Sequence[GradeItem], graded: Graded | None = None) -> np.ndarray:
-        from ._http import post_json
+        from reward_service._http import post_json
 
         out: list[float] = []
         for start in range(0, len(items), self.batch_size):

@@ -6,9 +6,9 @@ from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from ..schemas import Health, PolicyInfo
-from ._routing import StrictJSONRoute, error_responses
-from .deps import ApiAuth, PipelineDep, ServiceDep
+from reward_service.schemas import Health, PolicyInfo
+from reward_service.server.api._routing import StrictJSONRoute, error_responses
+from reward_service.server.api.deps import ApiAuth, PipelineDep, ServiceDep
 
 __all__ = ["router"]
 

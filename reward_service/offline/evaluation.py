@@ -21,8 +21,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import GroupKFold
 
 from propositions import InputError, Policy
-
-from .grader import GradeItem, Grader, iter_jsonl, parse_item
+from reward_service.grader import GradeItem, Grader, iter_jsonl, parse_item
 
 __all__ = [
     "GOLD_PROPOSITIONS_KEY",
@@ -89,7 +88,7 @@ def read_extra(aug: Sequence[str], jbb_file: str | None, jbb_weight: float, poli
             raise InputError(f, f"cannot read: {e.strerror or e}") from None
         out += read_labelled(lines, f, policy)
     if jbb_file:
-        from .jbb import jbb_rows
+        from reward_service.offline.jbb import jbb_rows
 
         for n, r in enumerate(jbb_rows(jbb_file, "fit"), 1):
             out.items.append(parse_item(r, policy, f"{jbb_file} fit row {n}"))

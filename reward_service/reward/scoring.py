@@ -16,12 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from propositions import Policy, class_probabilities, feature_vector
-
-from .errors import GraderError, ModelLoadError
-from .grader import GradeItem, Grader
-from .linear import RBRWeights
-from .reward_models import RewardModel
+from propositions import Policy, class_probabilities, feature_vector, top_class
+from reward_service.errors import GraderError, ModelLoadError
+from reward_service.grader import GradeItem, Grader
+from reward_service.reward.linear import RBRWeights
+from reward_service.reward.reward_models import RewardModel
 
 __all__ = ["FeatureCache", "Scored", "Scorer"]
 
@@ -36,6 +35,11 @@ class Scored:
     features: np.ndarray  # (d,) in policy.feature_names(response_type) order
     rm: float
     rbr: float | None = None  # w . features, when weights are loaded
+
+    @property
+    def top_class(self) -> str:
+        """The most probable completion class (propositions.top_class: the one place it is computed)."""
+        return top_class(self.classes)
 
     @property
     def reward(self) -> float:

@@ -22,20 +22,19 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 
 from propositions import Policy, PolicyError, load_policy
-
-from .batching import DynamicBatcher
-from .config import Settings
-from .errors import (
+from reward_service.config import Settings
+from reward_service.errors import (
     HeadsError,
     InputError,
     ModelLoadError,
     NotReadyError,
     WeightsMismatchError,
 )
-from .grader import GradeItem, Grader
-from .linear import RBRWeights
-from .reward_models import RewardModel, build_reward_model
-from .scoring import Scored, Scorer
+from reward_service.grader import GradeItem, Grader
+from reward_service.reward.linear import RBRWeights
+from reward_service.reward.reward_models import RewardModel, build_reward_model
+from reward_service.reward.scoring import Scored, Scorer
+from reward_service.server.batching import DynamicBatcher
 
 __all__ = ["DynamicBatcher", "Metrics", "Pipeline", "RewardService"]  # DynamicBatcher: from batching.py
 

@@ -14,7 +14,7 @@ from typing import Any
 from fastapi import Request, Response
 from fastapi.routing import APIRoute
 
-from ..schemas import ErrorBody
+from reward_service.schemas import ErrorBody
 
 __all__ = ["StrictJSONRoute", "error_responses"]
 

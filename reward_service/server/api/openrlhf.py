@@ -19,15 +19,14 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from propositions import Policy
-
-from .._chat import split_query
-from ..errors import InputError, LimitError
-from ..grader import parse_item
-from ..schemas import OpenRLHFRequest, OpenRLHFResponse
-from ..scoring import Scored
-from ._routing import StrictJSONRoute, error_responses
-from .deps import ApiAuth, PipelineDep, ServiceDep, while_connected
+from propositions import Policy, label_fields
+from reward_service.errors import InputError, LimitError
+from reward_service.grader import ItemLimits, parse_item
+from reward_service.reward.scoring import Scored
+from reward_service.schemas import OpenRLHFRequest, OpenRLHFResponse
+from reward_service.server.api._chat import split_query
+from reward_service.server.api._routing import StrictJSONRoute, error_responses
+from reward_service.server.api.deps import ApiAuth, PipelineDep, ServiceDep, while_connected
 
 __all__ = ["extra_log_keys", "router"]
 
@@ -62,11 +61,7 @@ def _label_fields(label: Any, policy: Policy, where: str) -> dict[str, str]:
         return {k: label[k] for k in ("response_type", "category") if isinstance(label.get(k), str)}
     if not isinstance(label, str):
         raise InputError(where, "must be a response type or category name, or an object holding one")
-    try:
-        policy.response_type(label)
-        return {"response_type": label}
-    except KeyError:
-        return {"category": label}
+    return label_fields(label, policy.response_types)
 
 
 @router.post("/get_reward", response_model=OpenRLHFResponse)
@@ -85,7 +80,7 @@ async def get_reward(
         obj = {"prompt": messages, "completion": completion}
         obj |= _label_fields(body.labels[i] if body.labels else None, pipeline.policy, f"labels[{i}]")
         try:
-            items.append(parse_item(obj, pipeline.policy, "", s.max_chars, "", s.default_response_type, s.max_messages))
+            items.append(parse_item(obj, pipeline.policy, "", ItemLimits.from_settings(s)))
         except InputError as e:  # name the request field the problem came from
             where = f"labels[{i}]" if e.field in ("response_type", "category") else f"query[{i}]"
             raise type(e)(where, e.problem) from None

@@ -19,10 +19,8 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from .api import router
-from .api.deps import ClientGone
-from .config import Settings, load_settings
-from .errors import (
+from reward_service.config import Settings, load_settings
+from reward_service.errors import (
     AuthError,
     GraderError,
     GraderTimeout,
@@ -38,8 +36,10 @@ from .errors import (
     RewardModelError,
     WeightsMismatchError,
 )
-from .schemas import ErrorBody, ErrorDetail, ValidationIssue
-from .service import RewardService
+from reward_service.schemas import ErrorBody, ErrorDetail, ValidationIssue
+from reward_service.server.api import router
+from reward_service.server.api.deps import ClientGone
+from reward_service.server.service import RewardService
 
 __all__ = ["STATUS", "create_app"]
 
@@ -166,64 +166,8 @@ def create_app(
     app = FastAPI(title="rbr reward service", version="0.1.0", lifespan=lifespan)
     app.state.service = service
     app.include_router(router)
-
-    @app.exception_handler(RBRError)
-    async def _rbr_error(request: Request, exc: Exception) -> JSONResponse:
-        status, kind = next((s, k) for cls, s, k in STATUS if isinstance(exc, cls))
-        service.metrics.errors.labels(kind).inc()
-        if status >= 500:
-            log.warning("%s %s -> %d %s: %s", request.method, request.url.path, status, kind, exc)
-        field = exc.field if isinstance(exc, InputError) else None
-        message = exc.problem if isinstance(exc, InputError) else str(exc)
-        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-        if isinstance(exc, OverloadedError | RequestTimeout):
-            headers = {"Retry-After": str(exc.retry_after)}
-        return _error(status, kind, message, field, headers)
-
-    @app.exception_handler(RequestValidationError)
-    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = exc.errors()
-        if not _is_json(request):
-            service.metrics.errors.labels("unsupported_media_type").inc()
-            ctype = request.headers.get("content-type")
-            return _error(
-                415,
-                "unsupported_media_type",
-                f"the body must be JSON (Content-Type: application/json), not {ctype}",
-                "body",
-            )
-        service.metrics.errors.labels("invalid_request").inc()
-        first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
-        loc = [str(x) for x in first.get("loc", ()) if x != "body" and not _is_type_tag(x)]
-        field = "".join(f"[{x}]" if x.isdigit() else f".{x}" for x in loc).lstrip(".") or None
-        message = first.get("msg", "")
-        if first.get("type") == "string_unicode":
-            message = "not valid Unicode text (a lone surrogate such as \\ud800?)"
-        if first.get("type") == "json_invalid":
-            field, message = "body", f"invalid JSON: {first.get('ctx', {}).get('error', message)}"
-        detail = [
-            ValidationIssue(loc=list(e.get("loc", ())), msg=e.get("msg", ""), type=e.get("type", "")) for e in errors
-        ]
-        return _error(422, "invalid_request", message, field, detail=detail)
-
-    @app.exception_handler(HTTPException)
-    async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
-        kind = _HTTP_KINDS.get(exc.status_code, "http_error")
-        service.metrics.errors.labels(kind).inc()
-        message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
-        if exc.status_code == 404:
-            message = f"no route {request.url.path}; see /docs for the routes"
-        return _error(exc.status_code, kind, message, None, dict(exc.headers or {}) or None)
-
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        service.metrics.errors.labels("internal_error").inc()
-        log.exception("%s %s -> 500", request.method, request.url.path, exc_info=exc)
-        return _error(500, "internal_error", f"unexpected {type(exc).__name__}; the server log has the traceback")
-
-    @app.exception_handler(ClientGone)
-    async def _client_gone(request: Request, exc: ClientGone) -> JSONResponse:
-        return JSONResponse({}, 499)  # nobody reads it; logged as nginx's "client closed request"
+    for exc_class, handler in ERROR_HANDLERS:
+        app.add_exception_handler(exc_class, handler)
 
     def openapi() -> dict:
         if app.openapi_schema is None or app.state.openapi_policy != _served_hash(service):
@@ -236,6 +180,76 @@ def create_app(
     app.state.openapi_policy = None
     app.add_middleware(_MetricsMiddleware, metrics=service.metrics)
     return app
+
+
+# -- errors: one JSON shape for every failure ------------------------------------------------------------
+
+
+def _service(request: Request) -> RewardService:
+    return request.app.state.service
+
+
+async def _rbr_error(request: Request, exc: Exception) -> JSONResponse:
+    status, kind = next((s, k) for cls, s, k in STATUS if isinstance(exc, cls))
+    _service(request).metrics.errors.labels(kind).inc()
+    if status >= 500:
+        log.warning("%s %s -> %d %s: %s", request.method, request.url.path, status, kind, exc)
+    field = exc.field if isinstance(exc, InputError) else None
+    message = exc.problem if isinstance(exc, InputError) else str(exc)
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    if isinstance(exc, OverloadedError | RequestTimeout):
+        headers = {"Retry-After": str(exc.retry_after)}
+    return _error(status, kind, message, field, headers)
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors, metrics = exc.errors(), _service(request).metrics
+    if not _is_json(request):
+        metrics.errors.labels("unsupported_media_type").inc()
+        ctype = request.headers.get("content-type")
+        message = f"the body must be JSON (Content-Type: application/json), not {ctype}"
+        return _error(415, "unsupported_media_type", message, "body")
+    metrics.errors.labels("invalid_request").inc()
+    first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
+    loc = [str(x) for x in first.get("loc", ()) if x != "body" and not _is_type_tag(x)]
+    field = "".join(f"[{x}]" if x.isdigit() else f".{x}" for x in loc).lstrip(".") or None
+    message = first.get("msg", "")
+    if first.get("type") == "string_unicode":
+        message = "not valid Unicode text (a lone surrogate such as \\ud800?)"
+    if first.get("type") == "json_invalid":
+        field, message = "body", f"invalid JSON: {first.get('ctx', {}).get('error', message)}"
+    detail = [ValidationIssue(loc=list(e.get("loc", ())), msg=e.get("msg", ""), type=e.get("type", "")) for e in errors]
+    return _error(422, "invalid_request", message, field, detail=detail)
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    kind = _HTTP_KINDS.get(exc.status_code, "http_error")
+    _service(request).metrics.errors.labels(kind).inc()
+    message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+    if exc.status_code == 404:
+        message = f"no route {request.url.path}; see /docs for the routes"
+    return _error(exc.status_code, kind, message, None, dict(exc.headers or {}) or None)
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    _service(request).metrics.errors.labels("internal_error").inc()
+    log.exception("%s %s -> 500", request.method, request.url.path, exc_info=exc)
+    return _error(500, "internal_error", f"unexpected {type(exc).__name__}; the server log has the traceback")
+
+
+async def _client_gone(request: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse({}, 499)  # nobody reads it; logged as nginx's "client closed request"
+
+
+ERROR_HANDLERS: tuple[tuple[type[Exception], Callable], ...] = (
+    (RBRError, _rbr_error),
+    (RequestValidationError, _validation_error),
+    (HTTPException, _http_error),
+    (Exception, _unexpected),
+    (ClientGone, _client_gone),
+)
 
 
 def _served_hash(service: RewardService) -> str | None:

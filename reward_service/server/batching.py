@@ -14,12 +14,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from .errors import NotReadyError, OverloadedError, RequestTimeout
+from reward_service.errors import NotReadyError, OverloadedError, RequestTimeout
 
 if TYPE_CHECKING:
-    from .grader import GradeItem
-    from .scoring import Scored
-    from .service import Metrics, Pipeline
+    from reward_service.grader import GradeItem
+    from reward_service.reward.scoring import Scored
+    from reward_service.server.service import Metrics, Pipeline
 
 __all__ = ["DynamicBatcher"]
 

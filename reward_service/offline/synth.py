@@ -20,11 +20,10 @@ from pathlib import Path
 import yaml
 from tqdm import tqdm
 
-from propositions import Policy, class_probabilities
-
-from .config import DATA_DIR
-from .errors import GraderError, GraderTimeout, InputError
-from .grader import GradeItem, Grader, iter_jsonl, parse_item
+from propositions import Policy, class_probabilities, top_class
+from reward_service.config import DATA_DIR
+from reward_service.errors import GraderError, GraderTimeout, InputError
+from reward_service.grader import GradeItem, Grader, iter_jsonl, parse_item
 
 __all__ = [
     "Generator",
@@ -105,7 +104,7 @@ def openai_generator(
     """The writer is an OpenAI-compatible /v1/chat/completions server (vLLM: the reply prefix is continued)."""
     import httpx
 
-    from ._http import post_json
+    from reward_service._http import post_json
 
     http = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout, transport=transport)
 
@@ -177,6 +176,30 @@ class SynthSummary:
         return "\n".join(lines)
 
 
+def _jobs(prompts_lines: Sequence[str], source: str, policy: Policy, only: Sequence[str] | None) -> list[tuple]:
+    """(prompt id, prompt row, item, completion label) for every label each prompt's response type orders."""
+    wanted = set(only or [])
+    known = {f"{rt}/{label}" for rt, spec in policy.response_types.items() for label in spec.ordering}
+    if wanted - known:
+        raise InputError("only", f"unknown response_type/label {sorted(wanted - known)}; known: {sorted(known)}")
+    jobs = []
+    for n, obj in iter_jsonl(prompts_lines, source):
+        item = parse_item({**obj, "completion": ""}, policy, f"{source} line {n}")
+        pid = obj.get("id") or f"{source}:{n}"
+        for label in policy.response_types[item.response_type].ordering:
+            if not wanted or f"{item.response_type}/{label}" in wanted:
+                jobs.append((pid, obj, item, label))
+    return jobs
+
+
+def _done(out: Path) -> set[tuple[str, str]]:
+    """(prompt id, label) pairs already accepted in `out`: a rerun resumes after them."""
+    if not out.exists():
+        return set()
+    rows = (json.loads(line) for line in out.read_text().splitlines() if line.strip())
+    return {(row["prompt_id"], row["completion_label"]) for row in rows}
+
+
 def synthesize(
     prompts_lines: Sequence[str],
     source: str,
@@ -191,29 +214,11 @@ def synthesize(
 ) -> SynthSummary:
     """`only`: restrict to these `response_type/label` pairs (e.g. after adding instructions for one class)."""
     policy = grader.policy
-    wanted = set(only or [])
-    known = {f"{rt}/{label}" for rt, spec in policy.response_types.items() for label in spec.ordering}
-    if wanted - known:
-        raise InputError("only", f"unknown response_type/label {sorted(wanted - known)}; known: {sorted(known)}")
     instructions = instructions or load_instructions(policy)
-    prompts = []
-    for n, obj in iter_jsonl(prompts_lines, source):
-        item = parse_item({**obj, "completion": ""}, policy, f"{source} line {n}")
-        prompts.append((obj.get("id") or f"{source}:{n}", obj, item))
-    done = set()
-    if out.exists():
-        for line in out.read_text().splitlines():
-            if line.strip():
-                row = json.loads(line)
-                done.add((row["prompt_id"], row["completion_label"]))
+    jobs = _jobs(prompts_lines, source, policy, only)
+    done = _done(out)
     rejected_path = out.with_name(out.stem + ".rejected.jsonl")
     accepted, attempts = Counter(), Counter()
-    jobs = [
-        (pid, obj, item, label)
-        for pid, obj, item in prompts
-        for label in policy.response_types[item.response_type].ordering
-        if not wanted or f"{item.response_type}/{label}" in wanted
-    ]
     skipped = sum((pid, label) in done for pid, _, _, label in jobs)
     rng = random.Random(seed)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -252,7 +257,7 @@ def synthesize(
                     break
                 row["reason"] = (
                     f"P({label}) = {classes[label]:.2f} < {threshold}; top class "
-                    f"{max(classes, key=classes.get)} {max(classes.values()):.2f}"
+                    f"{top_class(classes)} {max(classes.values()):.2f}"
                 )
                 frej.write(json.dumps(row) + "\n")
     return SynthSummary(accepted, attempts, skipped)

@@ -9,8 +9,8 @@ from typing import Annotated, TypeVar
 
 from fastapi import Depends, Header, Request
 
-from ..errors import AuthError
-from ..service import Pipeline, RewardService
+from reward_service.errors import AuthError
+from reward_service.server.service import Pipeline, RewardService
 
 __all__ = ["AdminAuth", "ApiAuth", "PipelineDep", "ClientGone", "ServiceDep", "while_connected"]
 

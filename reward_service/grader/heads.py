@@ -22,8 +22,8 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
-from ._engine import Readout
-from .errors import HeadsError
+from reward_service.errors import HeadsError
+from reward_service.grader._engine import Readout
 
 __all__ = ["FeatureSpec", "GraderHeads", "head_features", "load_head_specs", "model_of", "question_hash"]
 

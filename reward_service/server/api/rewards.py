@@ -5,10 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from propositions import class_probabilities, top_class
-
-from ..errors import InputError, LimitError
-from ..grader import GradeItem, parse_item
-from ..schemas import (
+from reward_service.errors import InputError, LimitError
+from reward_service.grader import GradeItem, ItemLimits, parse_item
+from reward_service.schemas import (
     Components,
     GradeRequest,
     GradeResponse,
@@ -17,9 +16,9 @@ from ..schemas import (
     RewardsRequest,
     RewardsResponse,
 )
-from ..service import Pipeline, RewardService
-from ._routing import StrictJSONRoute, error_responses
-from .deps import ApiAuth, PipelineDep, ServiceDep, while_connected
+from reward_service.server.api._routing import StrictJSONRoute, error_responses
+from reward_service.server.api.deps import ApiAuth, PipelineDep, ServiceDep, while_connected
+from reward_service.server.service import Pipeline, RewardService
 
 __all__ = ["parse_items", "router"]
 
@@ -37,16 +36,9 @@ def parse_items(items: list[RewardItem], service: RewardService, pipeline: Pipel
     s = service.settings
     if len(items) > s.max_items:
         raise LimitError("items", f"{len(items)} items, over the limit of {s.max_items} per request")
+    limits = ItemLimits.from_settings(s)
     return [
-        parse_item(
-            it.model_dump(exclude_none=True),
-            pipeline.policy,
-            f"items[{i}]",
-            s.max_chars,
-            ".",
-            s.default_response_type,
-            s.max_messages,
-        )
+        parse_item(it.model_dump(exclude_none=True), pipeline.policy, f"items[{i}]", limits)
         for i, it in enumerate(items)
     ]
 
@@ -67,6 +59,7 @@ async def rewards(
                 rm=s.rm,
                 rbr=s.rbr or 0.0,
                 classes=s.classes,
+                top_class=s.top_class,
                 propositions=s.propositions,
             )
             for it, s in zip(body.items, scored, strict=True)

@@ -24,7 +24,7 @@ from typing import Literal
 __all__ = ["DEV_MOD", "JBB_FILE", "JBB_LABELLED", "jbb_rows", "jbb_split"]
 
 DEV_MOD = 5  # 1 in DEV_MOD behaviours (by hash) is dev
-JBB_FILE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "jbb" / "responses.jsonl"
+JBB_FILE = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "jbb" / "responses.jsonl"
 JBB_LABELLED = ("disallowed_content", "fully_complies")
 
 Split = Literal["dev", "fit"]

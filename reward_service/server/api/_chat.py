@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from .errors import InputError
+from reward_service.errors import InputError
 
 __all__ = ["messages_from_template", "response_start", "split_query", "strip_special"]
 

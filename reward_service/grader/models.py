@@ -8,8 +8,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from .errors import ModelLoadError
-from .paths import EMBEDDED_MODEL, cache_dir, fetch_embedded_model, resolve_model_path
+from reward_service.errors import ModelLoadError
+from reward_service.paths import EMBEDDED_MODEL, cache_dir, fetch_embedded_model, resolve_model_path
 
 __all__ = [
     "EMBEDDED_MODEL",

@@ -20,10 +20,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from ._engine import Readout
-from ._http import post_json
-from ._prompt import EncodedItem
-from .errors import GraderError, GraderTimeout, ModelLoadError
+from reward_service._http import post_json
+from reward_service.errors import GraderError, GraderTimeout, ModelLoadError
+from reward_service.grader._engine import Readout
+from reward_service.grader._prompt import EncodedItem
 
 __all__ = ["OpenAIEngine", "VLLMEngine", "yes_logit_from_top"]
 

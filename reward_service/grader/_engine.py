@@ -18,7 +18,7 @@ from typing import Literal, Protocol
 import numpy as np
 import torch
 
-from ._prompt import EncodedItem
+from reward_service.grader._prompt import EncodedItem
 
 __all__ = ["GraderEngine", "READOUT_VERSION", "Readout", "Strategy", "TransformersEngine", "YES_WORDS", "NO_WORDS"]
 

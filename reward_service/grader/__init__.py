@@ -12,8 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,110 +20,15 @@ import numpy as np
 from tqdm import tqdm
 
 from propositions import Policy
+from reward_service.config import MODES, Mode
+from reward_service.errors import GraderError, HeadsError, InputError
+from reward_service.grader._engine import READOUT_VERSION, GraderEngine, Readout
+from reward_service.grader._prompt import PromptFormat
+from reward_service.grader.items import GradeItem, ItemLimits, iter_jsonl, parse_item
 
-from ._engine import READOUT_VERSION, GraderEngine, Readout
-from ._prompt import PromptFormat
-from .config import MODES, Mode
-from .errors import GraderError, HeadsError, InputError, LimitError
-
-__all__ = ["GradeItem", "Grader", "Mode", "MODES", "parse_item"]
+__all__ = ["GradeItem", "Grader", "ItemLimits", "Mode", "MODES", "iter_jsonl", "parse_item"]
 
 READOUT_CHUNK = 32  # items per engine call when questions are asked (progress and cache writes between calls)
-
-
-@dataclass(frozen=True)
-class GradeItem:
-    """One completion to grade. `conversation` is the prompt's messages up to the last user turn."""
-
-    conversation: tuple[Mapping[str, str], ...]
-    completion: str
-    response_type: str
-
-    def key(self) -> str:
-        blob = json.dumps([list(map(dict, self.conversation)), self.completion], sort_keys=True)
-        return hashlib.sha256(blob.encode()).hexdigest()[:24]
-
-
-def _text(value: str, field: str) -> str:
-    """`value`, checked to be encodable text (a lone surrogate such as "\\ud800" would fail the tokenizer later)."""
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as e:
-        bad = value[e.start : e.end].encode("unicode_escape").decode()
-        raise InputError(field, f"holds {bad} at character {e.start}: not valid Unicode (a lone surrogate)") from None
-    return value
-
-
-def _messages(value: Any, field: str, max_messages: int | None) -> tuple[dict[str, str], ...]:
-    if isinstance(value, str):
-        if not value.strip():
-            raise InputError(field, "must not be empty")
-        return ({"role": "user", "content": _text(value, field)},)
-    if not isinstance(value, list) or not value:
-        raise InputError(field, "must be a string or a non-empty list of {role, content} messages")
-    if max_messages is not None and len(value) > max_messages:
-        raise LimitError(field, f"{len(value)} messages, over the limit of {max_messages}")
-    out = []
-    for i, m in enumerate(value):
-        if not isinstance(m, Mapping) or not isinstance(m.get("content"), str) or not isinstance(m.get("role"), str):
-            raise InputError(f"{field}[{i}]", "must be an object with string 'role' and 'content'")
-        role, content = _text(m["role"], f"{field}[{i}].role"), _text(m["content"], f"{field}[{i}].content")
-        out.append({"role": role, "content": content})
-    return tuple(out)
-
-
-def parse_item(
-    obj: Any,
-    policy: Policy,
-    where: str = "item",
-    max_chars: int | None = None,
-    sep: str = ": ",
-    default_response_type: str | None = None,
-    max_messages: int | None = None,
-) -> GradeItem:
-    """Validate one input object `{"prompt", "completion", "response_type" | "category"}`.
-
-    Raises InputError naming `where` and the field (joined by `sep`); LimitError past `max_chars` (every
-    character that reaches the grader: roles, message texts and the completion) or `max_messages`.
-    A missing response type and category mean `default_response_type`.
-    """
-    if not isinstance(obj, Mapping):
-        raise InputError(where, "must be a JSON object")
-    if "prompt" not in obj:
-        raise InputError(f"{where}{sep}prompt", "missing")
-    if "completion" not in obj:
-        raise InputError(f"{where}{sep}completion", "missing")
-    conversation = _messages(obj["prompt"], f"{where}{sep}prompt", max_messages)
-    comp = obj["completion"]
-    if isinstance(comp, list):  # [{"role": "assistant", "content": ...}] as in the gold files
-        if len(comp) != 1:
-            raise InputError(f"{where}{sep}completion", "a list must hold exactly one assistant message")
-        comp = comp[0]
-    role = ""
-    if isinstance(comp, Mapping):
-        role, comp = comp.get("role", ""), comp.get("content")
-    if not isinstance(comp, str):
-        raise InputError(f"{where}{sep}completion", "must be a string, a message or a one-message list")
-    _text(comp, f"{where}{sep}completion")
-    if max_chars is not None:
-        n = len(comp) + len(role) + sum(len(m["content"]) + len(m["role"]) for m in conversation)
-        if n > max_chars:
-            raise LimitError(f"{where}{sep}prompt+completion", f"{n} characters, over the limit of {max_chars}")
-    rt, cat = obj.get("response_type"), obj.get("category")
-    if rt is None and cat is None:
-        if default_response_type is None:
-            raise InputError(
-                f"{where}{sep}response_type",
-                "missing: give a response_type or a category, or set a default response type "
-                "(RBR_DEFAULT_RESPONSE_TYPE, e.g. comply)",
-            )
-        rt = default_response_type
-    try:
-        response_type = policy.resolve_response_type(rt, cat)
-    except KeyError as e:
-        field = "response_type" if rt is not None else "category" if cat is not None else "response_type"
-        raise InputError(f"{where}{sep}{field}", e.args[0]) from None
-    return GradeItem(conversation, comp, response_type)
 
 
 class Grader:
@@ -164,9 +68,8 @@ class Grader:
     def from_settings(cls, settings, mode: Mode | None = None, policy: Policy | None = None) -> Grader:
         """Load the grader LLM, the policy and (if the mode needs them) the fitted heads."""
         from propositions import load_policy
-
-        from .heads import GraderHeads
-        from .models import cache_dir
+        from reward_service.grader.heads import GraderHeads
+        from reward_service.grader.models import cache_dir
 
         policy = policy or load_policy(settings.policy_file)
         mode = mode or settings.mode
@@ -201,7 +104,7 @@ class Grader:
         info: dict | None = None,
     ):
         """Heads and calibrators fitted on this grader's readouts (heads.fit_heads, stamped with its identity)."""
-        from .heads import fit_heads
+        from reward_service.grader.heads import fit_heads
 
         return fit_heads(
             readouts,
@@ -219,7 +122,7 @@ class Grader:
 
     def question_hashes(self) -> dict[str, str]:
         """Hash of what the grader LLM is asked for each proposition (heads are fitted per question)."""
-        from .heads import question_hash
+        from reward_service.grader.heads import question_hash
 
         return {n: question_hash(self.fmt.suffix(spec)) for n, spec in self.policy.propositions.items()}
 
@@ -323,8 +226,8 @@ def load_engine(s) -> tuple[Any, GraderEngine, str]:
     and heads are checked against its model part.
     """
     if s.grader_backend == "transformers":
-        from ._engine import TransformersEngine
-        from .models import choose_dtype, load_causal_lm
+        from reward_service.grader._engine import TransformersEngine
+        from reward_service.grader.models import choose_dtype, load_causal_lm
 
         dtype = choose_dtype(s.grader_dtype)
         tok, lm = load_causal_lm(s.grader_model, dtype, s.grader_threads)
@@ -332,10 +235,10 @@ def load_engine(s) -> tuple[Any, GraderEngine, str]:
 
     from transformers import AutoTokenizer
 
-    from ._engine import NO_WORDS, YES_WORDS, _single_token_ids
-    from ._logprob_engines import OpenAIEngine, VLLMEngine
-    from .errors import ModelLoadError
-    from .models import resolve_model_path
+    from reward_service.errors import ModelLoadError
+    from reward_service.grader._engine import NO_WORDS, YES_WORDS, _single_token_ids
+    from reward_service.grader._logprob_engines import OpenAIEngine, VLLMEngine
+    from reward_service.grader.models import resolve_model_path
 
     path = resolve_model_path(s.grader_model)
     try:
@@ -377,14 +280,3 @@ def _load_readout(path: Path) -> Readout:
     with np.load(path) as z:
         answer = z["answer"].astype(np.float32) if "answer" in z else None
         return Readout(z["yes_logit"], z["pooled"].astype(np.float32), answer, int(z["tokens"]))
-
-
-def iter_jsonl(lines: Iterable[str], source: str) -> Iterable[tuple[int, Any]]:
-    """(line number, object) for each non-blank line; a malformed line is an InputError naming it."""
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            yield n, json.loads(line)
-        except json.JSONDecodeError as e:
-            raise InputError(f"{source} line {n}", f"malformed JSON: {e.msg} at column {e.colno}") from None

@@ -1,0 +1,1 @@
+"""The reward service: RewardService (loaded pipeline, reloads), dynamic batching, the FastAPI app and routes."""
