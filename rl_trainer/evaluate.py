@@ -145,6 +145,7 @@ def evaluate_policy(model: str, cfg: TrainConfig, max_new_tokens: int = 96) -> d
             "completion": text,
             "reward": r,
             "classes": c.classes,
+            "top_class": c.top_class,
             "propositions": c.propositions,
             "judge_refuses": refuses(text),
         }

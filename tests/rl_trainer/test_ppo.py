@@ -20,12 +20,13 @@ from tests._server import rbr_server
 
 pytestmark = pytest.mark.model
 
-# Runs the real CLI in a fresh interpreter and reports which project layers the trainer imported.
+# Runs the real CLI in a fresh interpreter and reports which of the service's model layers the trainer imported
+# (`propositions`, the ground layer that holds the exception tree's root, has no model code and may be loaded).
 WRAPPER = """
 import json, sys
 from reward_service.cli import main
 rc = main(sys.argv[1:])
-layers = [m for m in ("reward_service.grader", "reward_service.reward.scoring", "propositions") if m in sys.modules]
+layers = [m for m in ("reward_service.grader", "reward_service.reward", "reward_service.server") if m in sys.modules]
 print("IMPORTED " + json.dumps(layers), flush=True)
 sys.exit(rc)
 """
