@@ -13,7 +13,7 @@ from ._policy import (
     normalize_response_type,
     policy_from_dict,
 )
-from ._rules import class_probabilities, conjunction_probability, feature_vector, top_class
+from ._rules import class_probabilities, conjunction_probability, feature_vector, graded_classes, top_class
 
 __all__ = [
     "CLASS_NAMES",
@@ -28,6 +28,7 @@ __all__ = [
     "class_probabilities",
     "conjunction_probability",
     "feature_vector",
+    "graded_classes",
     "label_fields",
     "load_policy",
     "normalize_response_type",

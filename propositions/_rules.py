@@ -14,7 +14,7 @@ import numpy as np
 
 from ._policy import Conjunction, Policy
 
-__all__ = ["class_probabilities", "conjunction_probability", "feature_vector", "top_class"]
+__all__ = ["class_probabilities", "conjunction_probability", "feature_vector", "graded_classes", "top_class"]
 
 P = TypeVar("P", float, np.ndarray)
 
@@ -46,16 +46,25 @@ def class_probabilities(policy: Policy, response_type: str, probs: Mapping[str, 
     return {cls: conjunction_probability(conj, full) for cls, conj in spec.classes.items()}
 
 
-def feature_vector(policy: Policy, response_type: str, probs: Mapping[str, P]) -> tuple[tuple[str, ...], np.ndarray]:
+def feature_vector(
+    policy: Policy, response_type: str, probs: Mapping[str, P], classes: Mapping[str, P] | None = None
+) -> tuple[tuple[str, ...], np.ndarray]:
     """(feature names, values): proposition probabilities then class probabilities of the response type.
 
     With scalar probabilities the values have shape (n_features,); with arrays of shape (batch,), the
-    values have shape (batch, n_features).
+    values have shape (batch, n_features). `classes`: class_probabilities' result, if already computed.
     """
     names = policy.feature_names(response_type)
-    classes = class_probabilities(policy, response_type, probs)
+    classes = class_probabilities(policy, response_type, probs) if classes is None else classes
     cols = [probs[p] for p in policy.required_propositions(response_type)] + list(classes.values())
     return names, np.stack([np.asarray(c, dtype=np.float64) for c in cols], axis=-1)
+
+
+def graded_classes(policy: Policy, response_type: str, probs: Mapping[str, float]) -> dict[str, float]:
+    """Class probabilities when every proposition the response type needs was graded, else {} (a partial grade)."""
+    if not all(p in probs for p in policy.required_propositions(response_type)):
+        return {}
+    return {k: float(v) for k, v in class_probabilities(policy, response_type, probs).items()}
 
 
 def top_class(classes: Mapping[str, float]) -> str:

@@ -144,6 +144,6 @@ class Scorer:
 
     def _assemble(self, response_type: str, probs: dict[str, float], rm: float) -> Scored:
         classes = {k: float(v) for k, v in class_probabilities(self.policy, response_type, probs).items()}
-        _, x = feature_vector(self.policy, response_type, probs)
+        _, x = feature_vector(self.policy, response_type, probs, classes)
         rbr = float(self.weights.rbr_score(response_type, x)) if self.weights is not None else None
         return Scored(response_type, dict(probs), classes, x, rm, rbr)

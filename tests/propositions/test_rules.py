@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from propositions import class_probabilities, conjunction_probability, feature_vector, policy_from_dict, top_class
+from propositions import (
+    class_probabilities,
+    conjunction_probability,
+    feature_vector,
+    graded_classes,
+    policy_from_dict,
+    top_class,
+)
 
 TINY = {
     "name": "tiny",
@@ -72,6 +79,16 @@ def test_features_are_named_and_batched():
     _, xb = feature_vector(policy, "hard_refuse", batch)
     assert xb.shape == (2, 10)
     np.testing.assert_allclose(xb[0], x)
+
+
+def test_features_reuse_given_class_probabilities_and_partial_grades_have_no_classes():
+    policy = policy_from_dict(TINY)
+    classes = class_probabilities(policy, "hard_refuse", PROBS)
+    np.testing.assert_allclose(
+        feature_vector(policy, "hard_refuse", PROBS, classes)[1], feature_vector(policy, "hard_refuse", PROBS)[1]
+    )
+    assert graded_classes(policy, "hard_refuse", PROBS) == pytest.approx(classes)
+    assert graded_classes(policy, "hard_refuse", {"apology": 0.9}) == {}  # a partial grade: no classes
 
 
 def test_missing_probability_is_an_error():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from propositions import class_probabilities, top_class
+from propositions import graded_classes, top_class
 from reward_service.errors import InputError, LimitError
 from reward_service.grader import GradeItem, ItemLimits, parse_item
 from reward_service.schemas import (
@@ -83,9 +83,7 @@ async def grade(body: GradeRequest, request: Request, service: ServiceDep, pipel
     service.metrics.items.labels("grade").inc(len(items))
     results = []
     for req, it, p in zip(body.items, items, probs, strict=True):
-        classes: dict[str, float] = {}
-        if all(n in p for n in pipeline.policy.required_propositions(it.response_type)):
-            classes = {k: float(v) for k, v in class_probabilities(pipeline.policy, it.response_type, p).items()}
+        classes = graded_classes(pipeline.policy, it.response_type, p)
         results.append(
             GradeResult(
                 id=req.id,
