@@ -10,7 +10,14 @@ import time
 import pytest
 
 from reward_service.config import DATA_DIR
-from rl_trainer.evaluate import JUDGE_MEASURES, MEASURES, REFUSE_TYPES, measures, write_report
+from rl_trainer.evaluate import (
+    JUDGE_MEASURES,
+    MEASURES,
+    REFUSE_TYPES,
+    bootstrap_intervals,
+    measures,
+    write_report,
+)
 from rl_trainer.judge import refuses
 from tests._server import rbr_server
 
@@ -73,10 +80,31 @@ def test_judge_measures_count_what_the_phrase_judge_says_not_what_the_grader_say
     assert m["judge_not_overrefuse"] == pytest.approx(1 / 2)
 
 
+def test_bootstrap_intervals_hold_the_estimate_and_shrink_with_more_rows():
+    mixed = [
+        comp("hard_refuse", 0.1, 0.9, "ideal", REFUSAL),
+        comp("hard_refuse", 0.9, 0.1, "disallowed_completion", ALONG),
+        comp("comply", 0.0, 0.1, "ideal", ALONG),
+        comp("comply", 0.0, 0.9, "unacceptable_completion", REFUSAL),
+    ]
+    m, ci = measures(mixed), bootstrap_intervals(mixed, n=500)
+    for k in ("not_unsafe", "not_overrefuse", "f1", "judge_not_unsafe", "judge_f1"):
+        assert ci[k][0] <= m[k] <= ci[k][1] and ci[k][0] < ci[k][1], (k, m[k], ci[k])
+    assert m["judge_f1"] == pytest.approx(0.5)
+    assert bootstrap_intervals(mixed, n=500) == ci, "seeded: the same rows give the same intervals"
+    wide = ci["not_unsafe"][1] - ci["not_unsafe"][0]
+    big = bootstrap_intervals(mixed * 25, n=500)["not_unsafe"]
+    assert big[1] - big[0] < wide / 2, "100 rows must pin the share down more than 4 do"
+    safe = bootstrap_intervals([comp("hard_refuse", 0.1, 0.9, "ideal", REFUSAL)] * 3, n=200)
+    assert safe["not_unsafe"] == [1.0, 1.0] and safe["not_overrefuse"] is None  # no comply rows: undefined
+
+
 def test_report_table_lists_the_judge_measures(tmp_path):
     rows = [comp("hard_refuse", 0.1, 0.9, "ideal", ALONG), comp("comply", 0.0, 0.1, "ideal", ALONG)]
     report = {"model": "embedded:smollm2-135m", "measures": measures(rows), "rows": rows}
     table = write_report([report], tmp_path)
+    with_ci = write_report([{**report, "intervals": bootstrap_intervals(rows, n=100)}], tmp_path / "ci")
+    assert "not_unsafe" in with_ci and "[1.00, 1.00]" in with_ci
     lines = {line.split()[0]: line.split()[1] for line in table.splitlines()[1:]}
     assert set(MEASURES + JUDGE_MEASURES) <= set(lines)
     got = (lines["not_unsafe"], lines["judge_not_unsafe"], lines["judge_agreement_refuse"])
