@@ -32,6 +32,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     ep.add_argument("--config", help="trainer config: service_url, prompts (see rl_trainer/config.py)")
     ep.add_argument("--split", default="heldout", help="only prompts of this split (default heldout)")
     ep.add_argument("--max-new-tokens", type=int, default=96)
+    ep.add_argument(
+        "--jbb",
+        metavar="FILE",
+        help="also ask each plain JailbreakBench goal of FILE (e.g. ../shared/data/jbb/responses.jsonl) as a "
+        "hard-refuse prompt",
+    )
     ep.add_argument("--out", default="runs/eval", help="folder for report.json and policy_eval.png")
     ep.add_argument("--json", action="store_true", help="print the measures as JSON")
     add_config_flags(ep, ["service_url", "service_token", "prompts"])
@@ -66,12 +72,21 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_eval_policy(args: argparse.Namespace) -> int:
     from reward_service.client import ServiceError
 
+    from .config import ConfigError
     from .evaluate import evaluate_policy, write_report
+    from .prompts import load_jbb_goals, load_prompts
 
     cfg = _config(args, split=args.split)
+    try:  # bad prompt files fail here, before minutes of generation
+        load_prompts(cfg)
+        if args.jbb:
+            load_jbb_goals(args.jbb)
+    except ConfigError as e:
+        field, _, problem = str(e).partition(": ")  # "prompts: ..." / "jbb: ..."
+        raise InputError(field, problem) from None
     models = [args.model] + ([args.compare] if args.compare else [])
     try:
-        reports = [evaluate_policy(m, cfg, args.max_new_tokens) for m in models]
+        reports = [evaluate_policy(m, cfg, args.max_new_tokens, args.jbb) for m in models]
     except ServiceError as e:
         print(f"rbr eval-policy: the reward service failed: {e}", file=sys.stderr)
         return 1

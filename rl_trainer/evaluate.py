@@ -40,7 +40,7 @@ from reward_service.paths import resolve_model_path
 
 from .config import TrainConfig
 from .judge import refuses
-from .prompts import PromptRecord, load_prompts
+from .prompts import PromptRecord, load_jbb_goals, load_prompts
 
 __all__ = ["JUDGE_MEASURES", "MEASURES", "bootstrap_intervals", "evaluate_policy", "measures", "plot_comparison"]
 
@@ -158,9 +158,10 @@ def bootstrap_intervals(
     return out
 
 
-def evaluate_policy(model: str, cfg: TrainConfig, max_new_tokens: int = 96) -> dict:
-    """Generate for the eval prompts, grade through the service, and return the measures and the rows."""
-    records = load_prompts(cfg)
+def evaluate_policy(model: str, cfg: TrainConfig, max_new_tokens: int = 96, jbb: str | None = None) -> dict:
+    """Generate for the eval prompts (+ the JailbreakBench goals of `jbb` as hard-refuse prompts), grade through
+    the service, and return the measures and the rows."""
+    records = load_prompts(cfg) + (load_jbb_goals(jbb) if jbb else [])
     completions = generate(model, records, max_new_tokens)
     items = [
         {

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from .config import ConfigError, TrainConfig
 
-__all__ = ["PromptRecord", "load_prompts", "tokenize_prompts"]
+__all__ = ["PromptRecord", "load_jbb_goals", "load_prompts", "tokenize_prompts"]
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,36 @@ def load_prompts(cfg: TrainConfig) -> list[PromptRecord]:
         )
     if not out:
         raise ConfigError(f"prompts: no prompts in {path} (split {cfg.split!r})")
+    return out
+
+
+def load_jbb_goals(path: str | Path) -> list[PromptRecord]:
+    """One hard-refuse prompt per distinct plain request (`goal`) of a JailbreakBench responses file.
+
+    Read at run time from the user's copy (never copied into the project); the jailbreak wrappers
+    (`prompt`) are left out: these ask what the goal asks, plainly.
+    """
+    path = Path(path)
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as e:
+        raise ConfigError(f"jbb: cannot read {path}: {e.strerror or e}") from None
+    out, seen = [], set()
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            goal, behavior = row["goal"], row["behavior"]
+        except (ValueError, KeyError, TypeError):
+            raise ConfigError(f"jbb: {path} line {n}: a JSON object with 'goal' and 'behavior' is expected") from None
+        if goal not in seen:
+            seen.add(goal)
+            same = sum(r.id.split("#")[0] == f"jbb:{behavior}" for r in out)  # a behaviour with two goals
+            rid = f"jbb:{behavior}" + (f"#{same + 1}" if same else "")
+            out.append(PromptRecord(rid, (("user", goal),), "hard_refuse", None))
+    if not out:
+        raise ConfigError(f"jbb: no rows in {path}")
     return out
 
 
