@@ -21,7 +21,7 @@ ITEM = {
     "completion": "Sorry, I can't help with that.",
     "response_type": "hard_refuse",
 }
-POLICY = Path(__file__).resolve().parents[3] / "propositions" / "default_policy.yaml"
+POLICY = Path(__file__).resolve().parents[4] / "propositions" / "default_policy.yaml"
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import pytest
 from reward_service.offline.fitting import FeatureRow, error_rates, fit_weights
 from reward_service.reward.linear import RBRWeights
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 SCORER = json.dumps({"grader": "g", "mode": "heads", "policy": "p", "reward_model": "judge:x"})

@@ -11,7 +11,7 @@ import pytest
 
 pytestmark = pytest.mark.model
 
-README = Path(__file__).resolve().parents[3] / "README.md"
+README = Path(__file__).resolve().parents[4] / "README.md"
 
 
 def curl_commands() -> list[str]:
