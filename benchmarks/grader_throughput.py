@@ -34,7 +34,8 @@ from propositions import load_policy
 from reward_service.grader import parse_item
 from reward_service.grader._engine import TransformersEngine
 from reward_service.grader._prompt import PromptFormat
-from reward_service.grader.models import EMBEDDED_MODEL, load_causal_lm
+from reward_service.grader.models import load_causal_lm
+from reward_service.paths import EMBEDDED_MODEL
 
 GOLD = Path(__file__).resolve().parents[2] / "shared" / "data" / "rbr_gold" / "train.jsonl"
 EXAMPLES = Path(__file__).resolve().parents[1] / "data" / "examples" / "items.jsonl"

@@ -122,7 +122,7 @@ def main() -> None:
         rows.append(clients_row(url, singles, f"(d) HTTP, {len(singles)} clients x 1 item, batching off", args.repeats))
 
     if args.vllm:
-        from reward_service.grader.models import EMBEDDED_MODEL, resolve_model_path
+        from reward_service.paths import EMBEDDED_MODEL, resolve_model_path
         from tests.vllm_server import vllm_server
 
         with vllm_server(

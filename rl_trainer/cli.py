@@ -78,15 +78,13 @@ def cmd_eval_policy(args: argparse.Namespace) -> int:
 
     cfg = _config(args, split=args.split)
     try:  # bad prompt files fail here, before minutes of generation
-        load_prompts(cfg)
-        if args.jbb:
-            load_jbb_goals(args.jbb)
+        records = load_prompts(cfg) + (load_jbb_goals(args.jbb) if args.jbb else [])
     except ConfigError as e:
         field, _, problem = str(e).partition(": ")  # "prompts: ..." / "jbb: ..."
         raise InputError(field, problem) from None
     models = [args.model] + ([args.compare] if args.compare else [])
     try:
-        reports = [evaluate_policy(m, cfg, args.max_new_tokens, args.jbb) for m in models]
+        reports = [evaluate_policy(m, cfg, args.max_new_tokens, records) for m in models]
     except ServiceError as e:
         print(f"rbr eval-policy: the reward service failed: {e}", file=sys.stderr)
         return 1

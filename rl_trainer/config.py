@@ -98,8 +98,10 @@ def load_config(path: str | Path | None = None, **overrides: Any) -> TrainConfig
         return TrainConfig(**data)
     except ValidationError as e:
         err = e.errors()[0]
-        where = ".".join(map(str, err["loc"])) or "config"
-        raise ConfigError(f"{where}: {err['msg'].removeprefix('Value error, ')}, got {err.get('input')!r}") from None
+        msg = err["msg"].removeprefix("Value error, ")
+        if not err["loc"]:  # a check across fields: the message names them
+            raise ConfigError(msg) from None
+        raise ConfigError(f"{'.'.join(map(str, err['loc']))}: {msg}, got {err.get('input')!r}") from None
 
 
 def _read_file(p: Path) -> dict[str, Any]:

@@ -174,16 +174,11 @@ class StepLog:
 class StepCallback(TrainerCallback):
     """After each PPO step: one metrics row (reward parts, TRL's losses, the step's time split); checkpoints."""
 
-    def __init__(self, trainer, bridge: RewardBridge, tok, cfg: TrainConfig, done: int, steplog: StepLog) -> None:
-        self.trainer, self.bridge, self.tok, self.cfg, self.done, self.steplog = (
-            trainer,
-            bridge,
-            tok,
-            cfg,
-            done,
-            steplog,
-        )
-        self.last: Path | None = None  # the newest checkpoint
+    def __init__(
+        self, trainer, bridge: RewardBridge, tok, cfg: TrainConfig, steplog: StepLog, done: int, last: Path | None
+    ) -> None:
+        self.trainer, self.bridge, self.tok, self.cfg, self.steplog = trainer, bridge, tok, cfg, steplog
+        self.done, self.last = done, last  # steps before this run (resume) and the newest checkpoint
         self.t0 = time.perf_counter()
 
     def on_log(self, args, state, control, logs=None, **kwargs) -> None:
@@ -308,8 +303,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     )
     if resume_from is not None:
         trainer.optimizer.load_state_dict(torch.load(resume_from / "optimizer.pt"))
-    steps = StepCallback(trainer, bridge, tok, cfg, done, StepLog(out, class_columns, resume_from is not None))
-    steps.last = resume_from
+    steplog = StepLog(out, class_columns, resume_from is not None)
+    steps = StepCallback(trainer, bridge, tok, cfg, steplog, done, last=resume_from)
     trainer.add_callback(steps)  # 4.
     try:
         trainer.train()

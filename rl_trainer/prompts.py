@@ -5,6 +5,7 @@ policy's chat template. Shared by PPO (`rbr train`) and `rbr eval-policy`.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,7 +67,7 @@ def load_jbb_goals(path: str | Path) -> list[PromptRecord]:
         lines = path.read_text().splitlines()
     except OSError as e:
         raise ConfigError(f"jbb: cannot read {path}: {e.strerror or e}") from None
-    out, seen = [], set()
+    out, seen, per_behavior = [], set(), Counter()
     for n, line in enumerate(lines, 1):
         if not line.strip():
             continue
@@ -77,8 +78,8 @@ def load_jbb_goals(path: str | Path) -> list[PromptRecord]:
             raise ConfigError(f"jbb: {path} line {n}: a JSON object with 'goal' and 'behavior' is expected") from None
         if goal not in seen:
             seen.add(goal)
-            same = sum(r.id.split("#")[0] == f"jbb:{behavior}" for r in out)  # a behaviour with two goals
-            rid = f"jbb:{behavior}" + (f"#{same + 1}" if same else "")
+            per_behavior[behavior] += 1  # a behaviour with two goals gets ids jbb:B and jbb:B#2
+            rid = f"jbb:{behavior}" + (f"#{per_behavior[behavior]}" if per_behavior[behavior] > 1 else "")
             out.append(PromptRecord(rid, (("user", goal),), "hard_refuse", None))
     if not out:
         raise ConfigError(f"jbb: no rows in {path}")

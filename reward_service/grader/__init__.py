@@ -69,7 +69,7 @@ class Grader:
         """Load the grader LLM, the policy and (if the mode needs them) the fitted heads."""
         from propositions import load_policy
         from reward_service.grader.heads import GraderHeads
-        from reward_service.grader.models import cache_dir
+        from reward_service.paths import cache_dir
 
         policy = policy or load_policy(settings.policy_file)
         mode = mode or settings.mode
@@ -238,7 +238,7 @@ def load_engine(s) -> tuple[Any, GraderEngine, str]:
     from reward_service.errors import ModelLoadError
     from reward_service.grader._engine import NO_WORDS, YES_WORDS, _single_token_ids
     from reward_service.grader._logprob_engines import OpenAIEngine, VLLMEngine
-    from reward_service.grader.models import resolve_model_path
+    from reward_service.paths import resolve_model_path
 
     path = resolve_model_path(s.grader_model)
     try:

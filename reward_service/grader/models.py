@@ -1,6 +1,6 @@
 """Loading grader models: the dtype this CPU computes fastest, and a causal LM from any model id.
 
-Where models are (the embedded default, the cache folder) is `paths.py`; its names stay importable here.
+Where models are (the embedded default, the cache folder) is `reward_service/paths.py`.
 """
 
 from __future__ import annotations
@@ -9,17 +9,9 @@ import logging
 from pathlib import Path
 
 from reward_service.errors import ModelLoadError
-from reward_service.paths import EMBEDDED_MODEL, cache_dir, fetch_embedded_model, resolve_model_path
+from reward_service.paths import cache_dir, resolve_model_path
 
-__all__ = [
-    "EMBEDDED_MODEL",
-    "cache_dir",
-    "choose_dtype",
-    "fetch_embedded_model",
-    "load_causal_lm",
-    "matmul_gflops",
-    "resolve_model_path",
-]
+__all__ = ["choose_dtype", "load_causal_lm", "matmul_gflops"]
 
 log = logging.getLogger(__name__)
 

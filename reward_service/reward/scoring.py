@@ -135,11 +135,12 @@ class Scorer:
         if not needs:
             return self.reward_model.score(items)
         # The RM reads grader propositions: reuse what this pass graded, grade only what is missing.
-        graded = [dict(p) for p in probs]
         todo = [i for i, p in enumerate(probs) if any(n not in p for n in needs)]
-        if todo:
-            for i, extra in zip(todo, self.grader.grade([items[i] for i in todo], list(needs)), strict=True):
-                graded[i].update(extra)
+        if not todo:
+            return self.reward_model.score(items, probs)
+        graded = list(probs)
+        for i, extra in zip(todo, self.grader.grade([items[i] for i in todo], list(needs)), strict=True):
+            graded[i] = {**probs[i], **extra}
         return self.reward_model.score(items, graded)
 
     def _assemble(self, response_type: str, probs: dict[str, float], rm: float) -> Scored:

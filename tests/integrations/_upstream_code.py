@@ -119,7 +119,7 @@ def tokenizer():
     """The embedded grader's tokenizer (SmolLM2-135M-Instruct, ChatML), standing for the policy's."""
     from transformers import AutoTokenizer
 
-    from reward_service.grader.models import EMBEDDED_MODEL, resolve_model_path
+    from reward_service.paths import EMBEDDED_MODEL, resolve_model_path
 
     return AutoTokenizer.from_pretrained(resolve_model_path(EMBEDDED_MODEL))
 

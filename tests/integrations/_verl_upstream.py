@@ -241,7 +241,7 @@ def scenario_manager(ns: dict[str, Any], name: str, path: str, n: int = 20) -> d
     out to NaiveRewardManager.run_single, one task per sample (sync functions go to the loop's thread pool)."""
     from transformers import AutoTokenizer
 
-    from reward_service.grader.models import EMBEDDED_MODEL, resolve_model_path
+    from reward_service.paths import EMBEDDED_MODEL, resolve_model_path
 
     tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(EMBEDDED_MODEL))
     cfg = config(name, path)
@@ -269,7 +269,7 @@ def scenario_batch(ns: dict[str, Any], n: int = 6) -> dict[str, Any]:
     """verl's legacy BatchRewardManager (verl/workers/reward_manager/batch.py, still shipped in 0.9.1)."""
     from transformers import AutoTokenizer
 
-    from reward_service.grader.models import EMBEDDED_MODEL, resolve_model_path
+    from reward_service.paths import EMBEDDED_MODEL, resolve_model_path
 
     tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(EMBEDDED_MODEL))
     fn = ns["get_custom_reward_fn"](config("compute_score_batch"))

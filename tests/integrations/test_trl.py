@@ -14,7 +14,7 @@ import torch
 
 from reward_service.adapters import normalize_messages, trl_reward_function
 from reward_service.client import RewardClient
-from reward_service.grader.models import EMBEDDED_MODEL, resolve_model_path
+from reward_service.paths import EMBEDDED_MODEL, resolve_model_path
 from tests._server import rbr_server
 
 pytestmark = pytest.mark.model

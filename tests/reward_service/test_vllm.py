@@ -18,7 +18,7 @@ import pytest
 
 from reward_service.config import DATA_DIR, load_settings
 from reward_service.grader import Grader, parse_item
-from reward_service.grader.models import EMBEDDED_MODEL, resolve_model_path
+from reward_service.paths import EMBEDDED_MODEL, resolve_model_path
 from reward_service.reward.reward_models import HFRewardModel, VLLMHttpRewardModel
 from tests._server import rbr_server
 from tests.vllm_server import server_env, vllm_python, vllm_server

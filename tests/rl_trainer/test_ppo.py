@@ -62,7 +62,7 @@ def rows(run: Path) -> list[dict]:
 def test_two_ppo_steps_one_reward_call_per_rollout_batch(tmp_path):
     from transformers import AutoModelForCausalLM
 
-    from reward_service.grader.models import EMBEDDED_MODEL, resolve_model_path
+    from reward_service.paths import EMBEDDED_MODEL, resolve_model_path
 
     config = write_config(tmp_path)
     with rbr_server() as (url, _, _):

@@ -59,7 +59,8 @@ def test_prompted_mode_reads_yes_no_from_the_next_token(prompted_grader):
 def test_prefix_reuse_matches_full_forward_passes(prompted_grader):
     """In float32 the three strategies agree to rounding; bf16 differs by up to ~0.25 log-odds."""
     from reward_service.grader._engine import TransformersEngine
-    from reward_service.grader.models import EMBEDDED_MODEL, load_causal_lm
+    from reward_service.grader.models import load_causal_lm
+    from reward_service.paths import EMBEDDED_MODEL
 
     g = prompted_grader
     engine = TransformersEngine(*load_causal_lm(EMBEDDED_MODEL, "float32"))

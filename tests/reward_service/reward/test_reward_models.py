@@ -26,7 +26,7 @@ def tiny_rm_path(tmp_path_factory):
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForSequenceClassification
 
-    from reward_service.grader.models import fetch_embedded_model
+    from reward_service.paths import fetch_embedded_model
 
     path = tmp_path_factory.mktemp("tiny_rm")
     tok = AutoTokenizer.from_pretrained(fetch_embedded_model())
