@@ -78,7 +78,7 @@ def timed(fn, repeats: int = 3) -> float:
 def length_rows(args) -> None:
     from reward_service.config import load_settings
     from reward_service.grader import Grader
-    from reward_service.grader.models import choose_dtype, matmul_gflops
+    from reward_service.machine import choose_dtype, matmul_gflops
 
     policy = load_policy()
     rows = [json.loads(line) for line in Path(args.data).read_text().splitlines() if line.strip()]

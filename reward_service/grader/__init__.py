@@ -227,7 +227,8 @@ def load_engine(s) -> tuple[Any, GraderEngine, str]:
     """
     if s.grader_backend == "transformers":
         from reward_service.grader._engine import TransformersEngine
-        from reward_service.grader.models import choose_dtype, load_causal_lm
+        from reward_service.grader.models import load_causal_lm
+        from reward_service.machine import choose_dtype
 
         dtype = choose_dtype(s.grader_dtype)
         tok, lm = load_causal_lm(s.grader_model, dtype, s.grader_threads)

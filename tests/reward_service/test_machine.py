@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from reward_service.grader.models import choose_dtype
+from reward_service.machine import choose_dtype
 
 
 def test_an_explicit_dtype_is_kept():
