@@ -59,6 +59,11 @@ class Settings(BaseSettings):
     rm_tokenizer: str | None = Field(None, description="vllm-http: tokenizer whose chat template renders input.")
     rm_timeout_s: float = Field(60.0, gt=0, description="vllm-http: timeout per request.")
     weights_file: Path | None = Field(None, description="RBR weights; default data/weights/default.json.")
+    rbr_scale: float = Field(
+        1.0,
+        ge=0,
+        description="Multiplies the RBR weights; 0 serves the helpful-only RM alone (the paper's Helpful-PPO control).",
+    )
     max_conversation_tokens: int = Field(384, ge=16, description="Conversation tokens kept (the latest).")
     max_completion_tokens: int = Field(640, ge=16, description="Completion tokens kept (the first).")
     readout_cache: bool = Field(False, description="Cache grader readouts on disk by content hash.")

@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -169,6 +169,13 @@ class RBRWeights:
     def version(self) -> str:
         blob = json.dumps([self.policy_hash, self.feature_names, self.weights, self.reward_model], sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+    def scaled(self, k: float) -> RBRWeights:
+        """These weights times `k` (a new version): 0 leaves the helpful-only RM, the paper's Helpful-PPO."""
+        if k == 1:
+            return self
+        w = {rt: [k * v for v in ws] for rt, ws in self.weights.items()}
+        return replace(self, weights=w, data={**self.data, "rbr_scale": k})
 
     def rbr_score(self, response_type: str, features: np.ndarray) -> np.ndarray:
         """w[response_type] . features; features (..., d) -> (...)."""

@@ -133,7 +133,7 @@ class RewardService:
                 policy.response_type(s.default_response_type)  # KeyError if unknown
             grader = Grader.from_settings(s, policy=policy)
             rm = build_reward_model(s, grader.identity)
-            weights = RBRWeights.load(s.weights_path, policy)
+            weights = RBRWeights.load(s.weights_path, policy).scaled(s.rbr_scale)
         except Exception as e:
             self.load_error = f"{type(e).__name__}: {e}"
             raise
@@ -175,7 +175,7 @@ class RewardService:
                 wpath = weights_file or old.weights_file
                 if not Path(wpath).exists():
                     raise InputError("weights_file", f"{wpath}: no such file on the server")
-                weights = RBRWeights.load(wpath, policy)
+                weights = RBRWeights.load(wpath, policy).scaled(self.settings.rbr_scale)
             except InputError as e:
                 if isinstance(e, PolicyError):  # an InputError whose field names a key inside the file
                     raise InputError("policy_file", f"{e} (rejected; the old policy keeps serving)") from None

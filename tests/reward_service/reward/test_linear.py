@@ -124,3 +124,13 @@ def test_shipped_default_weights_are_regularised_and_bounded(policy):
     assert w.data["l2"] > 0, "the default weights must be fitted with the L2 penalty"
     biggest = max(abs(x) for ws in w.weights.values() for x in ws)
     assert biggest < 20, f"a weight of {biggest:.0f} turns one odd completion into an extreme reward"
+
+
+def test_scaled_weights_scale_the_rbr_term_and_get_a_new_version(policy):
+    w = default_weights(policy)
+    x = np.ones((2, len(w.feature_names["comply"])))
+    assert w.scaled(1) is w
+    zero, half = w.scaled(0), w.scaled(0.5)
+    np.testing.assert_allclose(zero.rbr_score("comply", x), 0.0)
+    np.testing.assert_allclose(half.rbr_score("comply", x), 0.5 * w.rbr_score("comply", x))
+    assert len({w.version, zero.version, half.version}) == 3 and zero.data["rbr_scale"] == 0
