@@ -34,12 +34,15 @@ class ServiceRewardModel(nn.Module):
 
 
 class ServicePPOTrainer(PPOTrainer):
-    """TRL's PPOTrainer with `score` in place of the reward model's forward pass; `generation_s` times rollouts."""
+    """TRL's PPOTrainer with `score` in place of the reward model's forward pass; `generation_s` times rollouts.
 
-    def __init__(self, score: ScoreFn, **kwargs) -> None:
+    `autocast` (e.g. torch.bfloat16) runs the whole loop under autocast: TRL 1.12's PPOTrainer builds its own
+    Accelerator without a mixed-precision setting, so `PPOConfig.bf16` would not reach it."""
+
+    def __init__(self, score: ScoreFn, autocast: torch.dtype | None = None, **kwargs) -> None:
         if not trl.__version__.startswith(SUPPORTED_TRL):
             raise RuntimeError(f"rl_trainer needs TRL {SUPPORTED_TRL}x (PPO), found {trl.__version__}")
-        self.score, self.generation_s = score, 0.0
+        self.score, self.generation_s, self.autocast = score, 0.0, autocast
         self._service_rm = ServiceRewardModel()
         super().__init__(reward_model=self._service_rm, **kwargs)
 
@@ -48,8 +51,10 @@ class ServicePPOTrainer(PPOTrainer):
         saved = module.get_reward, module.batch_generation
         self._trl_get_reward, self._trl_generation = saved
         module.get_reward, module.batch_generation = self._get_reward, self._batch_generation
+        device = "cuda" if torch.cuda.is_available() else "cpu"
         try:
-            super().train()
+            with torch.autocast(device, dtype=self.autocast or torch.float32, enabled=self.autocast is not None):
+                super().train()
         finally:
             module.get_reward, module.batch_generation = saved
 
@@ -63,7 +68,8 @@ class ServicePPOTrainer(PPOTrainer):
 
     def _batch_generation(self, *args, **kwargs):
         t0 = time.perf_counter()
-        try:
-            return self._trl_generation(*args, **kwargs)
+        try:  # sampling runs in the weights' dtype: autocast would re-cast every weight at every new token
+            with torch.autocast("cuda" if torch.cuda.is_available() else "cpu", enabled=False):
+                return self._trl_generation(*args, **kwargs)
         finally:
             self.generation_s += time.perf_counter() - t0

@@ -28,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     ep = sub.add_parser("eval-policy", help="generate with a model/checkpoint, grade via the service, report")
     ep.add_argument("--model", required=True, help="run checkpoint folder, model folder, hub id or embedded id")
-    ep.add_argument("--compare", help="a second model or checkpoint, reported side by side")
+    ep.add_argument("--compare", nargs="+", default=[], help="more models or checkpoints, reported side by side")
     ep.add_argument("--config", help="trainer config: service_url, prompts (see rl_trainer/config.py)")
     ep.add_argument("--split", default="heldout", help="only prompts of this split (default heldout)")
     ep.add_argument("--max-new-tokens", type=int, default=96)
@@ -82,7 +82,7 @@ def cmd_eval_policy(args: argparse.Namespace) -> int:
     except ConfigError as e:
         field, _, problem = str(e).partition(": ")  # "prompts: ..." / "jbb: ..."
         raise InputError(field, problem) from None
-    models = [args.model] + ([args.compare] if args.compare else [])
+    models = [args.model, *args.compare]
     try:
         reports = [evaluate_policy(m, cfg, args.max_new_tokens, records) for m in models]
     except ServiceError as e:
@@ -93,5 +93,5 @@ def cmd_eval_policy(args: argparse.Namespace) -> int:
         print(json.dumps([{"model": r["model"], **r["measures"]} for r in reports], indent=2))
     else:
         print(table)
-        print(f"wrote {Path(args.out) / 'report.json'} and {Path(args.out) / 'policy_eval.png'}")
+        print(f"wrote report.json, policy_eval.png and disagreements.md to {args.out}")
     return 0

@@ -73,8 +73,21 @@ class TrainConfig(BaseModel):
         2, ge=0, description="Most recent checkpoints kept (0: all). Each is ~3 GB for 135M fp32."
     )
     dtype: Literal["float32", "bfloat16", "float16"] = Field(
-        "float32", description="Weights dtype of the three models (float32 on CPU)."
+        "float32", description="Weights dtype of the models (float32 on CPU; see mixed_precision)."
     )
+    mixed_precision: Literal["auto", "bf16", "no"] = Field(
+        "auto",
+        description="bf16 autocast for generation, forward and backward (weights and AdamW stay float32). "
+        "auto: where this machine computes bf16 faster than float32 (measured once, cached), else no.",
+    )
+    # -- LoRA (peft) --
+    lora_r: int = Field(
+        0,
+        ge=0,
+        description="LoRA rank on every linear layer of the policy and the value model; 0: full fine-tuning. "
+        "With LoRA the reference is the policy with its adapter off, and the saved policy is a small adapter.",
+    )
+    lora_alpha: int = Field(32, ge=1, description="LoRA scaling numerator (the update is scaled by alpha / r).")
 
     @model_validator(mode="after")
     def _mini_batches_divide_the_batch(self) -> TrainConfig:

@@ -32,9 +32,9 @@ import torch
 from transformers import TrainerCallback
 
 from reward_service.client import RewardClient, ServiceError
-from reward_service.paths import resolve_model_path
 
 from .config import TrainConfig
+from .models import autocast_dtype, load_policy, load_tokenizer, save_policy
 from .prompts import PromptRecord, load_prompts, tokenize_prompts
 
 __all__ = ["TrainingStopped", "latest_checkpoint", "train"]
@@ -54,23 +54,29 @@ class TrainingStopped(RuntimeError):
 
 
 def _load_models(cfg: TrainConfig, resume_from: Path | None):
-    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
-
-    base = resolve_model_path(cfg.model)
+    """(tokenizer, policy, reference or None, value, LoRA config or None). With LoRA the reference is the
+    policy with its adapter off (TRL), and the value model gets its own adapter and a trainable score head."""
     dtype = getattr(torch, cfg.dtype)
-    tok = AutoTokenizer.from_pretrained(resume_from / "policy" if resume_from else base, padding_side="left")
-    if tok.pad_token_id is None or tok.pad_token_id == tok.eos_token_id:  # PPO masks every pad id: keep EOS out
-        tok.add_special_tokens({"pad_token": "<|pad|>"})
-    policy = AutoModelForCausalLM.from_pretrained(resume_from / "policy" if resume_from else base, dtype=dtype)
-    ref = AutoModelForCausalLM.from_pretrained(base, dtype=dtype)  # the reference is always the start model
-    value = AutoModelForSequenceClassification.from_pretrained(
-        resume_from / "value" if resume_from else base, num_labels=1, dtype=dtype
-    )
-    for m in (policy, ref, value):
-        if m.get_input_embeddings().weight.shape[0] != len(tok):
+    start = str(resume_from) if resume_from else cfg.model
+    tok = load_tokenizer(start)
+    policy = load_policy(start, dtype, trainable=True)
+    value = load_policy(str(resume_from / "value") if resume_from else cfg.model, dtype, trainable=True, kind="value")
+    ref = None if cfg.lora_r else load_policy(cfg.model, dtype)  # the reference is always the start model
+    for m in (policy, value, ref):
+        if m is not None and m.get_input_embeddings().weight.shape[0] < len(tok):
             m.resize_token_embeddings(len(tok))
-        m.config.pad_token_id = tok.pad_token_id
-    return tok, policy, ref, value
+        if m is not None:
+            m.config.pad_token_id = tok.pad_token_id
+    peft_config = None
+    if cfg.lora_r:
+        from peft import LoraConfig, PeftModel, get_peft_model
+
+        lora = {"r": cfg.lora_r, "lora_alpha": cfg.lora_alpha, "target_modules": "all-linear"}
+        if not isinstance(value, PeftModel):
+            value = get_peft_model(value, LoraConfig(task_type="SEQ_CLS", **lora))
+        if not isinstance(policy, PeftModel):  # TRL wraps it (a resumed adapter comes in wrapped)
+            peft_config = LoraConfig(task_type="CAUSAL_LM", **lora)
+    return tok, policy, ref, value, peft_config
 
 
 # -- 3. rewards from the service --------------------------------------------------------------------------
@@ -254,9 +260,8 @@ def save_checkpoint(out: Path, step: int, policy, value, tok, optimizer, cfg: Tr
     root = out / "checkpoints"
     final, tmp = root / f"step-{step:06d}", root / f".step-{step:06d}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    policy.save_pretrained(tmp / "policy")
-    tok.save_pretrained(tmp / "policy")
-    value.save_pretrained(tmp / "value")
+    save_policy(policy, tok, tmp / "policy", base=cfg.model)
+    save_policy(value, tok, tmp / "value", base=cfg.model)
     torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
     (tmp / "state.json").write_text(json.dumps({"step": step, "config": cfg.to_dict()}, indent=2))
     shutil.rmtree(final, ignore_errors=True)
@@ -288,11 +293,12 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     client, class_columns = _connect(cfg, resume_from)  # 1. fails fast, before minutes of model loading
 
     torch.manual_seed(cfg.seed + done)
-    tok, policy, ref, value = _load_models(cfg, resume_from)  # 2.
+    tok, policy, ref, value, peft_config = _load_models(cfg, resume_from)  # 2.
     dataset, lookup = tokenize_prompts(load_prompts(cfg), tok, cfg.max_prompt_tokens)
     bridge = RewardBridge(client, tok, lookup)  # 3.
     trainer = ServicePPOTrainer(
         bridge,
+        autocast_dtype(cfg.mixed_precision),
         args=_ppo_args(cfg, out, cfg.total_steps - done, seed=cfg.seed + done),
         processing_class=tok,
         model=policy,
@@ -300,6 +306,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         train_dataset=dataset,
         value_model=value,
         eval_dataset=dataset,
+        peft_config=peft_config,
     )
     if resume_from is not None:
         trainer.optimizer.load_state_dict(torch.load(resume_from / "optimizer.pt"))

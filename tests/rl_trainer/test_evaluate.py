@@ -15,7 +15,9 @@ from rl_trainer.evaluate import (
     MEASURES,
     REFUSE_TYPES,
     bootstrap_intervals,
+    disagreements,
     measures,
+    model_label,
     write_report,
 )
 from rl_trainer.judge import refuses
@@ -110,6 +112,35 @@ def test_report_table_lists_the_judge_measures(tmp_path):
     got = (lines["not_unsafe"], lines["judge_not_unsafe"], lines["judge_agreement_refuse"])
     assert got == ("1.000", "0.000", "0.000")
     assert (tmp_path / "policy_eval.png").stat().st_size > 10_000
+
+
+def test_disagreements_list_the_rows_where_grader_and_judge_differ(tmp_path):
+    rows = [
+        {**comp("hard_refuse", 0.1, 0.9, "ideal", ALONG), "id": "a"},  # grader: not unsafe; judge: goes along
+        {**comp("hard_refuse", 0.9, 0.1, "ideal", ALONG), "id": "b"},  # both: unsafe
+        {**comp("safe_refuse_1", 0.8, 0.9, "ideal", REFUSAL), "id": "c"},  # grader: unsafe; judge: refuses
+        {**comp("comply", 0.0, 0.7, "ideal", ALONG), "id": "d"},  # grader: a refusal; judge: goes along
+        {**comp("comply", 0.0, 0.1, "ideal", ALONG), "id": "e"},  # both: answered
+    ]
+    got = disagreements(rows)
+    assert [d["id"] for d in got] == ["a", "c", "d"]
+    assert got[0]["grader"] == "disallowed_content 0.10" and got[0]["judge_refuses"] is False
+    write_report([{"model": "runs/x/checkpoints/step-000004", "measures": measures(rows), "rows": rows}], tmp_path)
+    md = (tmp_path / "disagreements.md").read_text()
+    assert "## x@step-000004: 3 of 5 rows" in md and "| d | comply | inability_to_comply 0.70 | goes along |" in md
+
+
+@pytest.mark.parametrize(
+    ("model", "label"),
+    [
+        ("data/runs/rbr-ppo/policy", "rbr-ppo"),
+        ("runs/a/checkpoints/step-000120", "a@step-000120"),
+        ("runs/a/checkpoints/step-000120/policy", "a@step-000120"),
+        ("embedded:smollm2-135m", "embedded:smollm2-135m"),
+    ],
+)
+def test_model_labels_name_the_run(model, label):
+    assert model_label(model) == label
 
 
 @pytest.mark.model

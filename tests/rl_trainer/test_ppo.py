@@ -151,6 +151,33 @@ def test_service_dies_trainer_stops_with_its_checkpoint_then_resumes(tmp_path):
     assert [p.name for p in (run / "checkpoints").glob("step-*")] == ["step-000004"]
 
 
+def test_lora_run_saves_a_small_adapter_over_the_named_base_and_resumes(tmp_path):
+    from rl_trainer.models import load_policy, load_tokenizer
+
+    config = write_config(tmp_path, lora_r=4, lora_alpha=8, save_every=1, keep_checkpoints=1)
+    run = tmp_path / "run"
+    train = [sys.executable, "-m", "reward_service.cli", "train", "--config", str(config)]
+    with rbr_server() as (url, _, _):
+        first = subprocess.run([*train, "--service-url", url], capture_output=True, text=True, timeout=900)
+        assert first.returncode == 0, first.stderr[-3000:]
+        more = [*train, "--service-url", url, "--resume", "--total-steps", "3"]
+        again = subprocess.run(more, capture_output=True, text=True, timeout=900)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert [int(x["step"]) for x in rows(run)] == [1, 2, 3]
+    final = run / "checkpoints" / "step-000003"
+    adapter = json.loads((final / "policy" / "adapter_config.json").read_text())
+    assert adapter["base_model_name_or_path"] == "embedded:smollm2-135m", "the base is named, not a local path"
+    assert adapter["r"] == 4 and (final / "value" / "adapter_config.json").exists()
+    size = sum(f.stat().st_size for f in (final / "policy").iterdir())
+    assert size < 20_000_000, f"the saved policy is {size} bytes: not an adapter (a full model is ~540 MB)"
+
+    tok = load_tokenizer(str(final))
+    assert tok.pad_token_id != tok.eos_token_id and len(tok) == len(load_tokenizer("embedded:smollm2-135m"))
+    start, trained = load_policy("embedded:smollm2-135m").state_dict(), load_policy(str(final)).state_dict()
+    changed = [k for k, v in start.items() if not (v == trained[k]).all()]
+    assert len(changed) > 10, "the adapter did not change the policy"
+
+
 def test_bad_config_exits_2_naming_the_field(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("train:\n  batch_size: 3\n  num_mini_batches: 2\n")
