@@ -7,6 +7,9 @@
     rbr synth --prompts F --out F                        graded comparison data written by the grader's LLM
     rbr fit --features F --out W                         fit the RBR weights (hinge loss)
     rbr eval-rewards --features F --weights W            pairwise error rates of weights
+    rbr prompts --out F [--per-category N]               topic-guided red-team prompts per category (SELF-ALIGN)
+    rbr induce --responses F --out F --category C        the request each response answers (Safer-Instruct)
+    rbr pairs --data F --out F [--min-margin M]          preference pairs for DPO from comparison data
     rbr serve [--config F] [--host H] [--port P]         the reward service over HTTP (default 127.0.0.1:8000)
     rbr policy [FILE]                                    validate a policy and print its version
     rbr fetch-model                                      fetch and convert the embedded grader model
@@ -14,10 +17,10 @@
     rbr eval-policy --model M [--compare M2]             Not-Unsafe / Not-Overrefuse of a policy (rl_trainer)
 
 Command groups: grading.py (grade, eval-grader, fit-grader), rewards.py (features, synth, fit, eval-rewards),
-serving.py (serve, policy, fetch-model). Other packages add commands through the entry-point group
-`rbr.commands` (a `register(subparsers)` function): rl_trainer adds train and eval-policy, so the service
-never imports the trainer. Bad input exits with code 2 and a message naming the line and field; a model
-failure exits with 1.
+data.py (prompts, induce, pairs), serving.py (serve, policy, fetch-model). Other packages add commands through
+the entry-point group `rbr.commands` (a `register(subparsers)` function): rl_trainer adds train and
+eval-policy, so the service never imports the trainer. Bad input exits with code 2 and a message naming the
+line and field; a model failure exits with 1.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from importlib.metadata import entry_points
 
 from pydantic import ValidationError
 
-from reward_service.cli import grading, rewards, serving
+from reward_service.cli import data, grading, rewards, serving
 from reward_service.errors import InputError, RBRError
 
 __all__ = ["build_parser", "main"]
@@ -42,7 +45,7 @@ ENTRY_POINT_GROUP = "rbr.commands"
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="rbr", description="Rule-based rewards for safety RL of language models.")
     sub = ap.add_subparsers(dest="command", required=True)
-    for register in (grading.register, rewards.register, serving.register):
+    for register in (grading.register, rewards.register, data.register, serving.register):
         register(sub)
     for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
         ep.load()(sub)

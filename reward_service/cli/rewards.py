@@ -1,4 +1,4 @@
-"""The reward's commands: `rbr features`, `rbr synth`, `rbr fit`, `rbr eval-rewards`, `rbr pairs`."""
+"""The reward's commands: `rbr features`, `rbr synth`, `rbr fit`, `rbr eval-rewards`."""
 
 from __future__ import annotations
 
@@ -54,16 +54,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     add_common(fi)
     fi.set_defaults(func=cmd_fit)
-
-    pa = sub.add_parser("pairs", help="preference pairs (TRL's prompt/chosen/rejected) from comparison data, for DPO")
-    pa.add_argument("--data", required=True, help="comparison data (JSON lines, e.g. data/comparisons/synth.jsonl)")
-    pa.add_argument("--out", required=True, help="preference pairs to write (JSON lines)")
-    pa.add_argument("--features", help="`rbr features` output for --data: adds each pair's fitted reward margin")
-    pa.add_argument("--weights", help="RBR weights for the margins (default: the served default)")
-    pa.add_argument("--min-margin", type=float, help="keep pairs whose fitted reward gap is at least this")
-    pa.add_argument("--plain", action="store_true", help="plain text prompt/chosen/rejected, not messages")
-    add_common(pa)
-    pa.set_defaults(func=cmd_pairs)
 
     ev = sub.add_parser("eval-rewards", help="pairwise error rates of weights on a features file")
     ev.add_argument("--features", required=True)
@@ -175,30 +165,3 @@ def _print_error_table(report: dict) -> None:
     print(f"{'pairwise error rate':20s}" + "".join(f"{c:>15s}" for c in cols))
     for key, name in (("rm", "RM only"), ("rbr", "RBR only"), ("rm_rbr", "RM + RBR")):
         print(f"{name:20s}" + "".join(f"{er[key].get(c, float('nan')):15.3f}" for c in cols))
-
-
-def cmd_pairs(args: argparse.Namespace) -> int:
-    from collections import Counter
-
-    from reward_service.offline.fitting import read_comparisons, read_features
-    from reward_service.offline.pairs import fitted_rewards, preference_pairs
-    from reward_service.reward.linear import RBRWeights
-
-    s, policy = settings_and_policy(args)
-    lines, source = read_lines(args.data)
-    rows = read_comparisons(lines, source, policy)  # an empty file is an InputError
-    if args.min_margin is not None and not args.features:
-        raise InputError("--min-margin", "needs --features (the `rbr features` output for --data)")
-    rewards = None
-    if args.features:
-        weights = RBRWeights.load(args.weights or s.weights_path, policy)
-        rewards = fitted_rewards(rows, read_features(args.features), weights)
-    pairs = preference_pairs(rows, policy, rewards, args.min_margin, conversational=not args.plain)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("".join(json.dumps(p) + "\n" for p in pairs))
-    per = Counter((p["response_type"], p["split"]) for p in pairs)
-    print(f"wrote {len(pairs)} pairs from {len(rows)} rows to {out}")
-    for (rt, split), n in sorted(per.items()):
-        print(f"  {rt:16} {split:8} {n:5}")
-    return 0

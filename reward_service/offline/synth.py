@@ -22,18 +22,17 @@ from tqdm import tqdm
 
 from propositions import Policy, class_probabilities, top_class
 from reward_service.config import DATA_DIR
-from reward_service.errors import GraderError, GraderTimeout, InputError
+from reward_service.errors import InputError
 from reward_service.grader import GradeItem, Grader, iter_jsonl, parse_item
+from reward_service.offline.writers import Writer, load_chat_writer
 
 __all__ = [
     "Generator",
     "SynthSummary",
+    "as_generator",
     "load_instructions",
     "load_writer",
-    "openai_generator",
     "synthesize",
-    "transformers_generator",
-    "vllm_generator",
     "writer_messages",
 ]
 
@@ -70,92 +69,18 @@ def writer_messages(system: str, conversation: Sequence[dict], instruction: str)
     ]
 
 
-def transformers_generator(tokenizer, model, max_new_tokens: int = 160, temperature: float = 0.8) -> Generator:
-    """The writer is a local transformers causal LM (the embedded grader's own model by default)."""
-    import torch
+def as_generator(write: Writer) -> Generator:
+    """synth's Generator over a chat Writer: the writer is asked `writer_messages`."""
 
     def generate(system: str, conversation: Sequence[dict], instruction: str, prefix: str, seed: int) -> str:
-        messages = writer_messages(system, conversation, instruction)
-        text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False) + prefix
-        ids = tokenizer(text, return_tensors="pt", add_special_tokens=False)
-        torch.manual_seed(seed)
-        with torch.inference_mode():
-            out = model.generate(
-                **ids,
-                max_new_tokens=max_new_tokens,
-                do_sample=True,
-                temperature=temperature,
-                top_p=0.95,
-                pad_token_id=tokenizer.pad_token_id,
-            )
-        return (prefix + tokenizer.decode(out[0, ids["input_ids"].shape[1] :], skip_special_tokens=True)).strip()
-
-    return generate
-
-
-def openai_generator(
-    base_url: str,
-    model: str,
-    max_new_tokens: int = 160,
-    temperature: float = 0.8,
-    timeout: float = 120.0,
-    transport=None,  # an httpx transport, for tests of the request/response handling
-) -> Generator:
-    """The writer is an OpenAI-compatible /v1/chat/completions server (vLLM: the reply prefix is continued)."""
-    import httpx
-
-    from reward_service._http import post_json
-
-    http = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout, transport=transport)
-
-    def generate(system: str, conversation: Sequence[dict], instruction: str, prefix: str, seed: int) -> str:
-        messages = writer_messages(system, conversation, instruction)
-        body: dict = {
-            "model": model,
-            "messages": messages,
-            "max_tokens": max_new_tokens,
-            "temperature": temperature,
-            "top_p": 0.95,
-            "seed": seed,
-        }
-        if prefix:  # vLLM's chat extension: continue the assistant message instead of starting a new one
-            body["messages"] = [*messages, {"role": "assistant", "content": prefix}]
-            body |= {"add_generation_prompt": False, "continue_final_message": True}
-        answer = post_json(http, "/v1/chat/completions", body, "writer server", GraderError, GraderTimeout)
-        try:
-            text = answer["choices"][0]["message"]["content"] or ""
-        except (KeyError, TypeError, IndexError) as e:
-            raise GraderError(f"writer server: malformed /v1/chat/completions answer: {str(answer)[:300]}") from e
-        return text.strip() if text.startswith(prefix) else (prefix + text).strip()
-
-    return generate
-
-
-def vllm_generator(llm, max_new_tokens: int = 160, temperature: float = 0.8) -> Generator:
-    """The writer is the in-process vLLM engine the grader loaded (`grader_backend: vllm`)."""
-    from vllm import SamplingParams
-
-    def generate(system: str, conversation: Sequence[dict], instruction: str, prefix: str, seed: int) -> str:
-        messages = writer_messages(system, conversation, instruction)
-        if prefix:
-            messages.append({"role": "assistant", "content": prefix})
-        params = SamplingParams(max_tokens=max_new_tokens, temperature=temperature, top_p=0.95, seed=seed)
-        out = llm.chat(
-            messages, params, use_tqdm=False, add_generation_prompt=not prefix, continue_final_message=bool(prefix)
-        )
-        return (prefix + out[0].outputs[0].text).strip()
+        return write(writer_messages(system, conversation, instruction), prefix, seed)
 
     return generate
 
 
 def load_writer(settings, grader: Grader, max_new_tokens: int = 160) -> Generator:
     """The writer for `rbr synth`: the grader's own LLM, on whichever backend the settings name."""
-    if settings.grader_backend == "transformers":
-        return transformers_generator(grader.engine.tok, grader.engine.model, max_new_tokens)
-    if settings.grader_backend == "openai":
-        name = settings.grader_served_name or settings.grader_model
-        return openai_generator(settings.grader_url, name, max_new_tokens, timeout=settings.grader_timeout_s)
-    return vllm_generator(grader.engine.llm, max_new_tokens)
+    return as_generator(load_chat_writer(settings, grader, max_new_tokens))
 
 
 @dataclass

@@ -77,7 +77,11 @@ def test_the_openai_writer_continues_the_reply_prefix_and_maps_server_failures()
     import httpx
 
     from reward_service.errors import GraderError, GraderTimeout
-    from reward_service.offline.synth import openai_generator
+    from reward_service.offline.synth import as_generator
+    from reward_service.offline.writers import openai_writer
+
+    def openai_generator(*args, **kwargs):
+        return as_generator(openai_writer(*args, **kwargs))
 
     seen: list[dict] = []
 
