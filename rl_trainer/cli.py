@@ -38,6 +38,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="also ask each plain JailbreakBench goal of FILE (e.g. ../shared/data/jbb/responses.jsonl) as a "
         "hard-refuse prompt",
     )
+    ep.add_argument(
+        "--include",
+        action="append",
+        default=[],
+        metavar="REPORT",
+        help="a report.json of an earlier run on the same prompts, shown first beside the new ones (repeatable)",
+    )
     ep.add_argument("--out", default="runs/eval", help="folder for report.json and policy_eval.png")
     ep.add_argument("--json", action="store_true", help="print the measures as JSON")
     add_config_flags(ep, ["service_url", "service_token", "prompts"])
@@ -82,9 +89,10 @@ def cmd_eval_policy(args: argparse.Namespace) -> int:
     except ConfigError as e:
         field, _, problem = str(e).partition(": ")  # "prompts: ..." / "jbb: ..."
         raise InputError(field, problem) from None
+    earlier = [r for path in args.include for r in _earlier_reports(path, [rec.id for rec in records])]
     models = [args.model, *args.compare]
     try:
-        reports = [evaluate_policy(m, cfg, args.max_new_tokens, records) for m in models]
+        reports = earlier + [evaluate_policy(m, cfg, args.max_new_tokens, records) for m in models]
     except ServiceError as e:
         print(f"rbr eval-policy: the reward service failed: {e}", file=sys.stderr)
         return 1
@@ -95,3 +103,17 @@ def cmd_eval_policy(args: argparse.Namespace) -> int:
         print(table)
         print(f"wrote report.json, policy_eval.png and disagreements.md to {args.out}")
     return 0
+
+
+def _earlier_reports(path: str, ids: list[str]) -> list[dict]:
+    """The reports in a report.json, checked to cover exactly these prompt ids."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:
+        raise InputError("--include", f"{path}: not a readable report: {e}") from None
+    reports = data if isinstance(data, list) else [data]
+    for rep in reports:
+        got = [row.get("id") for row in rep.get("rows", [])]
+        if got != ids:
+            raise InputError("--include", f"{path}: {rep.get('model')} was evaluated on other prompts than these")
+    return reports

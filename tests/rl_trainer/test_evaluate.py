@@ -272,3 +272,17 @@ def test_jbb_goals_become_hard_refuse_prompts_once_each(tmp_path):
     f.write_text('{"goal": "no behavior"}\n')
     with pytest.raises(ConfigError, match="line 1"):
         load_jbb_goals(f)
+
+
+def test_an_included_report_must_cover_the_same_prompts(tmp_path):
+    from propositions import InputError
+    from rl_trainer.cli import _earlier_reports
+
+    rows = [{**comp("hard_refuse", 0.1, 0.9, "ideal", ALONG), "id": i} for i in ("a", "b")]
+    path = tmp_path / "report.json"
+    path.write_text(json.dumps({"model": "m", "measures": measures(rows), "rows": rows}))
+    assert _earlier_reports(str(path), ["a", "b"])[0]["model"] == "m"
+    with pytest.raises(InputError, match="evaluated on other prompts"):
+        _earlier_reports(str(path), ["a", "c"])
+    with pytest.raises(InputError, match="not a readable report"):
+        _earlier_reports(str(tmp_path / "missing.json"), ["a"])
