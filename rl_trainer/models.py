@@ -32,12 +32,15 @@ def policy_dir(model: str) -> str:
 
 
 def load_tokenizer(model: str):
-    """The tokenizer, left-padded, with a pad token distinct from EOS (PPO masks every pad id, so EOS must
-    not be one): an existing unused special token (SmolLM2's `<|endoftext|>`) if there is one, which keeps
-    the vocabulary (and a LoRA adapter) unchanged; else a new `<|pad|>`."""
+    """The tokenizer (a bare adapter's is its base's), left-padded, with a pad token distinct from EOS (PPO
+    masks every pad id, so EOS must not be one): an existing unused special token (SmolLM2's `<|endoftext|>`)
+    if there is one, which keeps the vocabulary (and a LoRA adapter) unchanged; else a new `<|pad|>`."""
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(policy_dir(model), padding_side="left")
+    path = Path(policy_dir(model))
+    if (path / ADAPTER_CONFIG).exists() and not (path / "tokenizer_config.json").exists():  # a bare adapter
+        path = Path(resolve_model_path(json.loads((path / ADAPTER_CONFIG).read_text())["base_model_name_or_path"]))
+    tok = AutoTokenizer.from_pretrained(path, padding_side="left")
     if tok.pad_token_id is None or tok.pad_token_id == tok.eos_token_id:
         spare = tok.unk_token if tok.unk_token_id not in (None, tok.eos_token_id, tok.bos_token_id) else None
         if spare is not None:

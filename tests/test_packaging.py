@@ -22,6 +22,8 @@ RUNTIME_FILES = {
     "rbr_data/weights/default.json": "data/weights/default.json",
     "rbr_data/seed_prompts.jsonl": "data/seed_prompts.jsonl",
     "rbr_data/synth_instructions.yaml": "data/synth_instructions.yaml",
+    "rbr_data/eval_prompts.jsonl": "data/eval_prompts.jsonl",
+    "rbr_data/redteam.yaml": "data/redteam.yaml",
 }
 SOURCES = ("pyproject.toml", "README.md", "reward_service", "rl_trainer", "propositions", "data")
 MAX_WHEEL_BYTES = 2_000_000  # heads.npz is ~1.2 MB; the comparison sets and runs (~2.5 MB) must stay out
