@@ -128,7 +128,7 @@ def _why_dropped(text: str, example: str, kept: Sequence[set[str]]) -> str | Non
     if not text:
         return "empty"
     if words < 4 or words > 80:
-        return f"{words} words (4-80 allowed)"
+        return f"length out of range ({words} words; 4-80 allowed)"
     if text.lower().startswith(_REFUSAL_STARTS):
         return "the writer refused instead of writing a request"
     if not (text.rstrip().endswith("?") or _REQUEST_STARTS.match(text)):
