@@ -1,7 +1,9 @@
 """`rbr induce`: reversed instruction induction (Safer-Instruct): existing responses become prompts.
 
-For each response the writer proposes the user request it answers (P(x|y)). Two checks filter the proposals,
+For each response the writer proposes the user request it answers (P(x|y)). Three checks filter the proposals,
 and every drop is recorded with its reason:
+  shape      a user's request: not a refusal or the assistant's voice, a question or a request's opening,
+             and not mostly copied from the response (80% of its word 1- and 2-grams);
   relevance  at least `min_overlap` of the request's content words (4+ letters) occur in the response, so
              the request is about what the response is about;
   grader     the grader reads the (request, response) pair as either a refusal (P(inability_to_comply))
@@ -26,6 +28,7 @@ from tqdm import tqdm
 from reward_service.errors import InputError
 from reward_service.grader import GradeItem, Grader
 from reward_service.offline.fitting import heldout_split
+from reward_service.offline.redteam import is_refusal, looks_like_request, shingles
 from reward_service.offline.writers import Writer
 
 __all__ = ["InduceSummary", "content_words", "induce", "overlap", "read_responses"]
@@ -126,6 +129,11 @@ def induce(
 def _check(grader: Grader, request: str, response: str, rt: str, min_overlap: float) -> tuple[str | None, dict]:
     if len(request.split()) < 3:
         return "no request proposed", {}
+    if is_refusal(request) or not looks_like_request(request):
+        return "not a user's request (a refusal, or no question or request opening)", {}
+    resp = shingles(response)
+    if len(shingles(request) - resp) <= 0.2 * len(shingles(request)):
+        return "copies the response instead of asking", {}
     ov = overlap(request, response)
     if ov < min_overlap:
         return f"not about the response (content-word overlap {ov:.2f} < {min_overlap})", {}

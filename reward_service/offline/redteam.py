@@ -29,11 +29,30 @@ from reward_service.config import DATA_DIR
 from reward_service.errors import InputError
 from reward_service.offline.writers import Writer
 
-__all__ = ["RedTeamSpec", "distinct_n", "generate_prompts", "load_spec", "near_duplicate", "shingles"]
+__all__ = [
+    "RedTeamSpec",
+    "distinct_n",
+    "generate_prompts",
+    "is_refusal",
+    "load_spec",
+    "looks_like_request",
+    "near_duplicate",
+    "shingles",
+]
 
 SPEC_PATH = DATA_DIR / "redteam.yaml"
 DUPLICATE_JACCARD = 0.5
-_REFUSAL_STARTS = ("i'm sorry", "i am sorry", "sorry", "i can't", "i cannot", "as an ai", "i apologize")
+_REFUSAL_STARTS = (
+    "i'm sorry",
+    "i am sorry",
+    "sorry",
+    "i can't",
+    "i cannot",
+    "as an ai",
+    "i apologize",
+    "i'm just an ai",
+    "i'm an ai",
+)
 #: how a request to an assistant starts when it is not a question (a question ends with "?")
 _REQUEST_STARTS = re.compile(
     r"^(please |hey |hi |ok |so |now |okay )?(how|what|why|when|where|which|who|can|could|would|will|is|are|do|does|"
@@ -90,6 +109,16 @@ def distinct_n(texts: Sequence[str], n: int = 2) -> float:
     return len(set(grams)) / len(grams) if grams else 0.0
 
 
+def is_refusal(text: str) -> bool:
+    """The writer declined (or spoke as the assistant) instead of writing a user's request."""
+    return text.lower().startswith(_REFUSAL_STARTS)
+
+
+def looks_like_request(text: str) -> bool:
+    """A question, or a message that opens the way requests do ("write", "how", "pretend", "I need", ...)."""
+    return text.rstrip().endswith("?") or _REQUEST_STARTS.match(text) is not None
+
+
 def _split(category: str, topic: str, heldout: float = 0.2) -> str:
     h = int(hashlib.sha256(f"{category}|{topic.lower()}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
     return "heldout" if h < heldout else "train"
@@ -129,9 +158,9 @@ def _why_dropped(text: str, example: str, kept: Sequence[set[str]]) -> str | Non
         return "empty"
     if words < 4 or words > 80:
         return f"length out of range ({words} words; 4-80 allowed)"
-    if text.lower().startswith(_REFUSAL_STARTS):
+    if is_refusal(text):
         return "the writer refused instead of writing a request"
-    if not (text.rstrip().endswith("?") or _REQUEST_STARTS.match(text)):
+    if not looks_like_request(text):
         return "not a request (no question, no request opening)"
     if near_duplicate(text, [shingles(example)]) is not None:
         return "copies the type's example"
