@@ -85,13 +85,12 @@ def test_kept_prompts_rejections_with_reasons_and_resume(tmp_path):
 @pytest.mark.model
 def test_rbr_prompts_with_the_embedded_writer_writes_a_valid_seed_prompt_file(tmp_path):
     out = tmp_path / "redteam.jsonl"
-    cmd = [sys.executable, "-m", "reward_service.cli", "prompts", "--out", str(out), "--categories", "K-C,SH-R2"]
-    r = subprocess.run([*cmd, "--per-category", "2", "--new-topics", "2"], capture_output=True, text=True, timeout=900)
+    cmd = [sys.executable, "-m", "reward_service.cli", "prompts", "--out", str(out), "--categories", "SH-R2"]
+    cmd += ["--per-category", "2", "--new-topics", "2", "--max-new-tokens", "48"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
-    assert "distinct-2" in r.stdout and "K-C" in r.stdout
-    for split in ("train", "heldout"):
-        if any(json.loads(x)["split"] == split for x in out.read_text().splitlines()):
-            records = load_prompts(TrainConfig(prompts=str(out), split=split))
-            assert all(rec.category in ("K-C", "SH-R2") for rec in records)
+    assert "distinct-2" in r.stdout and "SH-R2" in r.stdout
     rows = [json.loads(x) for x in out.read_text().splitlines()]
-    assert 1 <= sum(r["category"] == "K-C" for r in rows) <= 2
+    assert 1 <= len(rows) <= 2 and all(r["category"] == "SH-R2" and r["type"] and r["topic"] for r in rows)
+    records = load_prompts(TrainConfig(prompts=str(out), split=None))  # the trainer and eval-policy read it
+    assert [rec.category for rec in records] == ["SH-R2"] * len(rows)
