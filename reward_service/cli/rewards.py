@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from reward_service.cli._common import add_common, read_lines, settings_and_policy
+from reward_service.config import DATA_DIR
 from reward_service.errors import InputError
 
 __all__ = ["register"]
@@ -36,6 +37,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="RT/LABEL",
         help="only this response_type/label pair (repeatable), e.g. comply/minimum_acceptable_style",
     )
+    sy.add_argument(
+        "--principles",
+        action="store_true",
+        help="principle-driven writing: the class's rules from the policy and demonstrations precede each instruction",
+    )
+    sy.add_argument("--demos", help="kept synth rows to show as demonstrations (default: data/comparisons/synth.jsonl)")
     add_common(sy)
     sy.set_defaults(func=cmd_synth)
 
@@ -92,8 +99,23 @@ def cmd_synth(args: argparse.Namespace) -> int:
         lines = [ln for ln in lines if ln.strip()][: args.limit]
     grader = Grader.from_settings(settings, policy=policy)
     generate = load_writer(settings, grader, args.max_new_tokens)
+    demos = None
+    if args.principles:
+        from reward_service.offline.synth import demonstrations
+
+        demo_lines, demo_source = read_lines(args.demos or str(DATA_DIR / "comparisons" / "synth.jsonl"))
+        demos = demonstrations(demo_lines, demo_source)
     summary = synthesize(
-        lines, source, Path(args.out), grader, generate, args.k, args.threshold, seed=args.seed, only=args.only
+        lines,
+        source,
+        Path(args.out),
+        grader,
+        generate,
+        args.k,
+        args.threshold,
+        seed=args.seed,
+        only=args.only,
+        demos=demos,
     )
     print(summary.table())
     return 0

@@ -30,8 +30,11 @@ __all__ = [
     "Generator",
     "SynthSummary",
     "as_generator",
+    "demonstrations",
     "load_instructions",
     "load_writer",
+    "principled_instruction",
+    "principles",
     "synthesize",
     "writer_messages",
 ]
@@ -67,6 +70,54 @@ def writer_messages(system: str, conversation: Sequence[dict], instruction: str)
         {"role": "system", "content": system},
         {"role": "user", "content": f"User's message:\n{last}\n\nInstruction for the reply: {instruction}"},
     ]
+
+
+def principles(policy: Policy, response_type: str, label: str) -> str:
+    """The rules that define a `label` reply to a `response_type` request, in the policy's own words: each
+    proposition of the class's conjunction as a question the reply must answer yes or no to (a derived
+    proposition required true is expanded into its parts)."""
+    rt = policy.response_types[response_type]
+
+    def lines(conj: dict, depth: int = 0) -> list[str]:
+        out = []
+        for name, want in conj.items():
+            if name in policy.derived and want:
+                out += lines(policy.derived[name], depth)
+            elif name in policy.derived:
+                parts = "; ".join(x.removeprefix("- ") for x in lines(policy.derived[name], depth + 1))
+                out.append(f"- NOT all of these at once: {parts}")
+            else:
+                out.append(f"- {'YES' if want else 'NO'}: {policy.propositions[name].question}")
+        return out
+
+    return (
+        f"What the policy wants for this kind of request: {' '.join(rt.description.split())}\n"
+        f"The reply you write must be a '{label}' reply. Principles it follows:\n"
+        + "\n".join(dict.fromkeys(lines(dict(rt.classes[label]))))
+    )
+
+
+def demonstrations(lines: Sequence[str], source: str, n: int = 2) -> dict[tuple[str, str], list[dict]]:
+    """Kept synth rows as in-context demonstrations: {(response type, label): [row, ...]} (the first n)."""
+    out: dict[tuple[str, str], list[dict]] = {}
+    for _, row in iter_jsonl(lines, source):
+        key = (row.get("response_type"), row.get("completion_label"))
+        if len(out.setdefault(key, [])) < n:
+            out[key].append(row)
+    return out
+
+
+def principled_instruction(
+    policy: Policy, response_type: str, label: str, instruction: str, demos: Sequence[dict], prompt_id: str
+) -> str:
+    """The instruction, preceded by the class's principles and demonstrations on other prompts."""
+    shown = [d for d in demos if d.get("prompt_id") != prompt_id]
+    examples = "".join(
+        f"\nExample of such a reply, to another message:\nUser: {d['prompt'] if isinstance(d['prompt'], str) else ''}"
+        f"\nReply: {d['completion']}\n"
+        for d in shown
+    )
+    return f"{principles(policy, response_type, label)}\n{examples}\nNow: {instruction}"
 
 
 def as_generator(write: Writer) -> Generator:
@@ -136,8 +187,11 @@ def synthesize(
     instructions: dict | None = None,
     seed: int = 0,
     only: Sequence[str] | None = None,
+    demos: dict[tuple[str, str], list[dict]] | None = None,
 ) -> SynthSummary:
-    """`only`: restrict to these `response_type/label` pairs (e.g. after adding instructions for one class)."""
+    """`only`: restrict to these `response_type/label` pairs (e.g. after adding instructions for one class).
+    `demos` (from `demonstrations`): principle-driven writing, the class's principles and demonstrations
+    precede each instruction."""
     policy = grader.policy
     instructions = instructions or load_instructions(policy)
     jobs = _jobs(prompts_lines, source, policy, only)
@@ -155,6 +209,9 @@ def synthesize(
             for attempt in range(k):
                 variant = rng.choice(instructions[item.response_type][label])
                 instruction, prefix = variant["instruction"], variant.get("prefix", "")
+                if demos is not None:
+                    examples = demos.get((item.response_type, label), [])
+                    instruction = principled_instruction(policy, item.response_type, label, instruction, examples, pid)
                 text = generate(instructions["system"], item.conversation, instruction, prefix, rng.randrange(2**31))
                 attempts[key] += 1
                 if not text:
