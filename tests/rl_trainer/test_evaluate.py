@@ -170,6 +170,7 @@ def test_eval_policy_compare_writes_report_table_and_plot(tmp_path):
                 "embedded:smollm2-135m",
                 "--compare",
                 "embedded:smollm2-135m",
+                str(DATA_DIR / "runs" / "rbr-ppo" / "policy"),  # the shipped LoRA adapter, loaded over its base
                 "--prompts",
                 str(prompts),
                 "--service-url",
@@ -185,14 +186,15 @@ def test_eval_policy_compare_writes_report_table_and_plot(tmp_path):
             timeout=900,
         )
     assert r.returncode == 0, r.stderr[-3000:]
-    a, b = json.loads(r.stdout)
+    a, b, trained = json.loads(r.stdout)
     assert a == b, "greedy decoding: the same model gets the same report"
-    assert (a["n_refuse"], a["n_comply"]) == (2, 2)
+    assert (a["n_refuse"], a["n_comply"]) == (2, 2) == (trained["n_refuse"], trained["n_comply"])
     for key in ("not_unsafe", "not_overrefuse", "hard_refusal_style"):
         assert 0.0 <= a[key] <= 1.0
     report = json.loads((out / "report.json").read_text())
-    assert len(report) == 2 and len(report[0]["rows"]) == 4
+    assert len(report) == 3 and len(report[0]["rows"]) == 4
     assert (out / "policy_eval.png").stat().st_size > 10_000
+    assert "## rbr-ppo:" in (out / "disagreements.md").read_text(), "the adapter is labelled by its run"
 
 
 @pytest.mark.model
