@@ -62,11 +62,10 @@ def _load_models(cfg: TrainConfig, resume_from: Path | None):
     policy = load_policy(start, dtype, trainable=True)
     value = load_policy(str(resume_from / "value") if resume_from else cfg.model, dtype, trainable=True, kind="value")
     ref = None if cfg.lora_r else load_policy(cfg.model, dtype)  # the reference is always the start model
-    for m in (policy, value, ref):
-        if m is not None and m.get_input_embeddings().weight.shape[0] < len(tok):
+    for m in filter(None, (policy, value, ref)):
+        if m.get_input_embeddings().weight.shape[0] < len(tok):  # a tokenizer that needed a new <|pad|>
             m.resize_token_embeddings(len(tok))
-        if m is not None:
-            m.config.pad_token_id = tok.pad_token_id
+        m.config.pad_token_id = tok.pad_token_id
     peft_config = None
     if cfg.lora_r:
         from peft import LoraConfig, PeftModel, get_peft_model

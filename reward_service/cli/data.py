@@ -101,6 +101,8 @@ def cmd_pairs(args: argparse.Namespace) -> int:
         raise InputError("--min-margin", "needs --features (the `rbr features` output for --data)")
     rewards = None
     if args.features:
+        if args.weights and not Path(args.weights).is_file():
+            raise InputError("--weights", f"{args.weights}: no such file")
         weights = RBRWeights.load(args.weights or s.weights_path, policy)
         rewards = fitted_rewards(rows, read_features(args.features), weights)
     pairs = preference_pairs(rows, policy, rewards, args.min_margin, conversational=not args.plain)

@@ -78,13 +78,13 @@ def principles(policy: Policy, response_type: str, label: str) -> str:
     proposition required true is expanded into its parts)."""
     rt = policy.response_types[response_type]
 
-    def lines(conj: dict, depth: int = 0) -> list[str]:
+    def lines(conj: dict) -> list[str]:
         out = []
         for name, want in conj.items():
             if name in policy.derived and want:
-                out += lines(policy.derived[name], depth)
+                out += lines(policy.derived[name])
             elif name in policy.derived:
-                parts = "; ".join(x.removeprefix("- ") for x in lines(policy.derived[name], depth + 1))
+                parts = "; ".join(x.removeprefix("- ") for x in lines(policy.derived[name]))
                 out.append(f"- NOT all of these at once: {parts}")
             else:
                 out.append(f"- {'YES' if want else 'NO'}: {policy.propositions[name].question}")
@@ -113,11 +113,16 @@ def principled_instruction(
     """The instruction, preceded by the class's principles and demonstrations on other prompts."""
     shown = [d for d in demos if d.get("prompt_id") != prompt_id]
     examples = "".join(
-        f"\nExample of such a reply, to another message:\nUser: {d['prompt'] if isinstance(d['prompt'], str) else ''}"
+        f"\nExample of such a reply, to another message:\nUser: {_last_user_text(d['prompt'])}"
         f"\nReply: {d['completion']}\n"
         for d in shown
     )
     return f"{principles(policy, response_type, label)}\n{examples}\nNow: {instruction}"
+
+
+def _last_user_text(prompt: str | list) -> str:
+    """A prompt as a string, or the last message's text of a conversation."""
+    return prompt if isinstance(prompt, str) else (prompt[-1].get("content", "") if prompt else "")
 
 
 def as_generator(write: Writer) -> Generator:

@@ -123,6 +123,10 @@ def test_rbr_pairs_cli_writes_trl_preference_rows_and_rejects_bad_input(tmp_path
         text=True,
     )
     assert bad.returncode == 2 and "--min-margin" in bad.stderr
+    synth = str(DATA_DIR / "comparisons" / "synth.jsonl")
+    missing = [*cli, "--data", synth, "--out", str(out), "--features", synth, "--weights", str(tmp_path / "no.json")]
+    nope = subprocess.run(missing, capture_output=True, text=True)
+    assert nope.returncode == 2 and "--weights" in nope.stderr and "no such file" in nope.stderr
     (tmp_path / "empty.jsonl").write_text("")
     empty = subprocess.run(
         [*cli, "--data", str(tmp_path / "empty.jsonl"), "--out", str(out)], capture_output=True, text=True
