@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -28,7 +27,7 @@ from tqdm import tqdm
 from reward_service.errors import InputError
 from reward_service.grader import GradeItem, Grader
 from reward_service.offline.fitting import heldout_split
-from reward_service.offline.redteam import is_refusal, looks_like_request, shingles
+from reward_service.offline.redteam import content_words, is_refusal, looks_like_request, shingles
 from reward_service.offline.writers import Writer
 
 __all__ = ["InduceSummary", "content_words", "induce", "overlap", "read_responses"]
@@ -37,13 +36,6 @@ SYSTEM = (
     "You read replies written by an AI assistant and work out what the user had asked. Write only the user's "
     "request, in the user's own voice, as one message."
 )
-_STOP = {"that", "this", "with", "from", "have", "your", "about", "what", "which", "would", "could", "should",
-         "there", "their", "they", "them", "will", "were", "been", "into", "some", "more", "here", "also", "than",
-         "then", "when", "where", "while", "just", "like", "please", "write", "give", "tell", "make"}  # fmt: skip
-
-
-def content_words(text: str) -> set[str]:
-    return {w for w in re.findall(r"[a-z]{4,}", text.lower()) if w not in _STOP}
 
 
 def overlap(request: str, response: str) -> float:

@@ -5,9 +5,10 @@ For each category of the policy: the writer brainstorms topics like the seed top
 per (instruction type, topic), shown one example of the type on another topic. A candidate is dropped, with
 its reason recorded beside the output, when it is empty, too short or long, a refusal instead of a request,
 not shaped like a request (neither a question nor a request's opening such as "write", "how", "pretend",
-"I need"), a near-copy of the type's example, or a near-duplicate of a prompt already kept (Jaccard
-similarity of word 1- and 2-grams). Kept prompts are appended as they come (seed-prompt format: id, prompt,
-category, type, topic, split), so a rerun resumes; the split is by topic, so no topic straddles train and heldout.
+"I need"), a near-copy of the type's example, off its topic (no content word of the topic), or a
+near-duplicate of a prompt already kept (Jaccard similarity of word 1- and 2-grams). Kept prompts are appended
+as they come (seed-prompt format: id, prompt, category, type, topic, split), so a rerun resumes; the split is
+by topic, so no topic straddles train and heldout.
 """
 
 from __future__ import annotations
@@ -31,12 +32,14 @@ from reward_service.offline.writers import Writer
 
 __all__ = [
     "RedTeamSpec",
+    "content_words",
     "distinct_n",
     "generate_prompts",
     "is_refusal",
     "load_spec",
     "looks_like_request",
     "near_duplicate",
+    "on_topic",
     "shingles",
 ]
 
@@ -88,6 +91,15 @@ def load_spec(policy: Policy, path: str | Path = SPEC_PATH, only: Sequence[str] 
             if not isinstance(t, dict) or not t.get("description") or not t.get("example"):
                 raise InputError(f"{path}: categories.{c}.types.{name}", "needs a description and an example")
     return RedTeamSpec(raw["system"], {c: cats[c] for c in wanted})
+
+
+_STOP = {"that", "this", "with", "from", "have", "your", "about", "what", "which", "would", "could", "should",
+         "there", "their", "they", "them", "will", "were", "been", "into", "some", "more", "here", "also", "than",
+         "then", "when", "where", "while", "just", "like", "please", "write", "give", "tell", "make"}  # fmt: skip
+
+
+def content_words(text: str) -> set[str]:
+    return {w for w in re.findall(r"[a-z]{4,}", text.lower()) if w not in _STOP}
 
 
 def shingles(text: str) -> set[str]:
@@ -152,7 +164,16 @@ def _request(write: Writer, spec: RedTeamSpec, category: str, kind: str, topic: 
     return text.lstrip('"').split('"')[0].split("\n")[0].strip()
 
 
-def _why_dropped(text: str, example: str, kept: Sequence[set[str]]) -> str | None:
+def on_topic(text: str, topic: str) -> bool:
+    """The request names its topic: it shares a content word with it (5-letter prefixes, so "weapon" matches
+    "weapons"). A topic with no word of four letters or more passes. Lexical, because a 135M grader reads a
+    question about a request's category at chance: it drops requests that drifted off their topic, and some
+    on-topic paraphrases ("pasta" for "cooking")."""
+    want = {w[:5] for w in content_words(topic)}
+    return not want or bool(want & {w[:5] for w in content_words(text)})
+
+
+def _why_dropped(text: str, example: str, topic: str, kept: Sequence[set[str]]) -> str | None:
     words = len(text.split())
     if not text:
         return "empty"
@@ -164,6 +185,8 @@ def _why_dropped(text: str, example: str, kept: Sequence[set[str]]) -> str | Non
         return "not a request (no question, no request opening)"
     if near_duplicate(text, [shingles(example)]) is not None:
         return "copies the type's example"
+    if not on_topic(text, topic):
+        return f"off topic (no word of {topic!r})"
     sim = near_duplicate(text, kept)
     return f"near-duplicate of a kept prompt (Jaccard {sim:.2f})" if sim is not None else None
 
@@ -213,7 +236,7 @@ def generate_prompts(
                 s = rng.randrange(2**31)
                 text = _request(write, spec, c, kind, topic, s)
                 summary.tries[c] += 1
-                why = _why_dropped(text, spec.categories[c]["types"][kind]["example"], kept_fp)
+                why = _why_dropped(text, spec.categories[c]["types"][kind]["example"], topic, kept_fp)
                 row = {"category": c, "type": kind, "topic": topic, "prompt": text, "writer_seed": s}
                 if why:
                     summary.dropped.setdefault(c, Counter())[why] += 1
