@@ -1,5 +1,19 @@
 """The behaviour policy and its rule arithmetic. No model code lives here."""
 
+from ._deployment_rules import (
+    MAX_RULE_CHARS,
+    RULE_FEATURES,
+    RULE_HARM_PROMPT,
+    RULE_HARM_QUESTION,
+    RULE_HARMFUL,
+    RULE_ORDERING,
+    RULE_PLACEHOLDER,
+    RULE_PROPOSITIONS,
+    Rule,
+    rule_features,
+    rule_propositions,
+    rules_from_system,
+)
 from ._errors import InputError, PolicyError, RBRError
 from ._policy import (
     CLASS_NAMES,
@@ -18,6 +32,14 @@ from ._rules import class_probabilities, conjunction_probability, feature_vector
 __all__ = [
     "CLASS_NAMES",
     "DEFAULT_POLICY_PATH",
+    "MAX_RULE_CHARS",
+    "RULE_FEATURES",
+    "RULE_HARMFUL",
+    "RULE_HARM_PROMPT",
+    "RULE_HARM_QUESTION",
+    "RULE_ORDERING",
+    "RULE_PLACEHOLDER",
+    "RULE_PROPOSITIONS",
     "Conjunction",
     "InputError",
     "Policy",
@@ -25,6 +47,7 @@ __all__ = [
     "PropositionSpec",
     "RBRError",
     "ResponseTypeSpec",
+    "Rule",
     "class_probabilities",
     "conjunction_probability",
     "feature_vector",
@@ -33,5 +56,8 @@ __all__ = [
     "load_policy",
     "normalize_response_type",
     "policy_from_dict",
+    "rule_features",
+    "rule_propositions",
+    "rules_from_system",
     "top_class",
 ]

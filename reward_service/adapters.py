@@ -122,7 +122,8 @@ def trl_reward_function(
 ) -> Callable[..., Awaitable[list[float | None]]]:
     """An async TRL reward function backed by the service; logs RM/RBR means when TRL passes `log_metric`.
 
-    Each row is labelled by its `response_type` or `category` column (TRL passes dataset columns by name).
+    Each row is labelled by its `response_type` or `category` column (TRL passes dataset columns by name); a
+    `rules` column (a list of strings or {"text", "priority"} per row) carries deployment rules (SoFA).
     A row with neither is handled by `missing_label` (see `MissingLabel`); the default "error" raises a
     ValueError naming both columns before anything is sent.
     """
@@ -153,11 +154,13 @@ def trl_reward_function(
         rewards: list[float | None] = [None] * n
         if not rows:
             return rewards
+        rules = _column(kwargs, "rules", n)
         items = build_items(
             [normalize_messages(prompts[i], f"prompts[{i}]") for i in rows],
             [_completion_text(completions[i], f"completions[{i}]") for i in rows],
             [rts[i] for i in rows] if rts is not None else None,
             [cats[i] for i in rows] if cats is not None else None,
+            [rules[i] for i in rows] if rules is not None else None,
         )
         async with AsyncRewardClient(url, token=token, timeout=timeout, retries=retries) as client:
             out = await client.rewards(items, return_components=True)
@@ -279,7 +282,7 @@ def _verl_item(solution_str: str, ground_truth: Any, extra_info: Mapping | None,
             fields = label_fields(ground_truth, rts)
             rt, category = fields.get("response_type"), fields.get("category")
     prompt = normalize_messages(prompt, "extra_info['prompt']")
-    return build_items([prompt], [str(solution_str)], [rt], [category])[0]
+    return build_items([prompt], [str(solution_str)], [rt], [category], [extra.get("rules")])[0]
 
 
 def _unlabelled_error(items: Sequence[dict], e: ServiceError) -> ValueError | None:

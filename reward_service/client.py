@@ -36,10 +36,12 @@ def build_items(
     completions: Sequence[str | Mapping | list],
     response_types: Sequence[str | None] | None = None,
     categories: Sequence[str | None] | None = None,
+    rules: Sequence[Sequence[str | Mapping] | None] | None = None,
 ) -> list[dict[str, Any]]:
-    """Request items from parallel lists (completions may be TRL's conversational [{role, content}])."""
+    """Request items from parallel lists (completions may be TRL's conversational [{role, content}]); `rules[i]`:
+    the deployment rules of row i (strings or {"text", "priority"}), or None."""
     n = len(prompts)
-    columns = {"completions": completions, "response_types": response_types, "categories": categories}
+    columns = {"completions": completions, "response_types": response_types, "categories": categories, "rules": rules}
     for name, values in columns.items():
         if values is not None and len(values) != n:
             raise ValueError(f"{name}: {len(values)} entries for {n} prompts")
@@ -57,6 +59,8 @@ def build_items(
             item["response_type"] = response_types[i]
         if categories is not None and categories[i] is not None:
             item["category"] = categories[i]
+        if rules is not None and rules[i]:
+            item["rules"] = [r if isinstance(r, str) else dict(r) for r in rules[i]]
         items.append(item)
     return items
 
@@ -65,8 +69,8 @@ def _items_json(items: Sequence[RewardItem | Mapping]) -> list[dict]:
     return [it.model_dump(exclude_none=True) if isinstance(it, RewardItem) else dict(it) for it in items]
 
 
-def _rewards_body(items: Sequence[RewardItem | Mapping], return_components: bool) -> dict:
-    return {"items": _items_json(items), "return_components": return_components}
+def _rewards_body(items: Sequence[RewardItem | Mapping], return_components: bool, harmful_rules: str) -> dict:
+    return {"items": _items_json(items), "return_components": return_components, "harmful_rules": harmful_rules}
 
 
 def _grade_body(items: Sequence[RewardItem | Mapping], propositions: Sequence[str] | None) -> dict:
@@ -171,8 +175,11 @@ class RewardClient:
             time.sleep(self._retry.delay(attempt, response))
         raise AssertionError("unreachable")
 
-    def rewards(self, items: Sequence[RewardItem | Mapping], return_components: bool = False) -> RewardsResponse:
-        body = _rewards_body(items, return_components)
+    def rewards(
+        self, items: Sequence[RewardItem | Mapping], return_components: bool = False, harmful_rules: str = "reject"
+    ) -> RewardsResponse:
+        """`harmful_rules`: "reject" (a deployment rule harmful to obey is a 422) or "ignore" (dropped, warned)."""
+        body = _rewards_body(items, return_components, harmful_rules)
         return RewardsResponse.model_validate(self._request("POST", "/v1/rewards", body))
 
     def score(
@@ -181,9 +188,10 @@ class RewardClient:
         completions: Sequence[str | Mapping | list],
         response_types: Sequence[str | None] | None = None,
         categories: Sequence[str | None] | None = None,
+        rules: Sequence[Sequence[str | Mapping] | None] | None = None,
     ) -> list[float]:
-        """One reward per (prompt, completion): the RewardFn contract of `schemas.RewardFn`."""
-        return self.rewards(build_items(prompts, completions, response_types, categories)).rewards
+        """One reward per (prompt, completion): the RewardFn contract of `schemas.RewardFn` (+ optional rules)."""
+        return self.rewards(build_items(prompts, completions, response_types, categories, rules)).rewards
 
     def grade(self, items: Sequence[RewardItem | Mapping], propositions: Sequence[str] | None = None) -> GradeResponse:
         return GradeResponse.model_validate(self._request("POST", "/v1/grade", _grade_body(items, propositions)))
@@ -249,8 +257,10 @@ class AsyncRewardClient:
             await asyncio.sleep(self._retry.delay(attempt, response))
         raise AssertionError("unreachable")
 
-    async def rewards(self, items: Sequence[RewardItem | Mapping], return_components: bool = False) -> RewardsResponse:
-        body = _rewards_body(items, return_components)
+    async def rewards(
+        self, items: Sequence[RewardItem | Mapping], return_components: bool = False, harmful_rules: str = "reject"
+    ) -> RewardsResponse:
+        body = _rewards_body(items, return_components, harmful_rules)
         return RewardsResponse.model_validate(await self._request("POST", "/v1/rewards", body))
 
     async def score(
@@ -259,8 +269,9 @@ class AsyncRewardClient:
         completions: Sequence[str | Mapping | list],
         response_types: Sequence[str | None] | None = None,
         categories: Sequence[str | None] | None = None,
+        rules: Sequence[Sequence[str | Mapping] | None] | None = None,
     ) -> list[float]:
-        return (await self.rewards(build_items(prompts, completions, response_types, categories))).rewards
+        return (await self.rewards(build_items(prompts, completions, response_types, categories, rules))).rewards
 
     async def grade(
         self, items: Sequence[RewardItem | Mapping], propositions: Sequence[str] | None = None

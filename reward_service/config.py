@@ -59,6 +59,17 @@ class Settings(BaseSettings):
     rm_tokenizer: str | None = Field(None, description="vllm-http: tokenizer whose chat template renders input.")
     rm_timeout_s: float = Field(60.0, gt=0, description="vllm-http: timeout per request.")
     weights_file: Path | None = Field(None, description="RBR weights; default data/weights/default.json.")
+    rule_grading: Literal["auto", "prompted"] = Field(
+        "auto",
+        description="How deployment rules are graded. auto: the fitted generic rule heads where they fit the grader "
+        "(transformers backend), else prompted, except on the embedded model, which reads rule questions at chance "
+        "when prompted: rules are then refused (422). prompted: always ask the grader LLM.",
+    )
+    rule_heads: Path | None = Field(None, description="Generic rule heads; default data/grader/rule_heads.npz.")
+    rule_weights_file: Path | None = Field(None, description="Rule-term weights; default data/weights/rules.json.")
+    rule_harm_threshold: float = Field(
+        0.5, ge=0, le=1, description="A rule with P(harmful) at or above this is refused (422) or ignored."
+    )
     rbr_scale: float = Field(
         1.0,
         ge=0,
@@ -77,6 +88,7 @@ class Settings(BaseSettings):
         32_000, ge=1, description="Characters per item (message roles and texts, completion); more is 413."
     )
     max_messages: int = Field(64, ge=1, description="Messages per prompt; more is 413.")
+    max_rules: int = Field(8, ge=1, description="Deployment rules per item (each is 3 more grader questions); 413.")
     max_queue_items: int = Field(
         1024, ge=1, description="Items admitted and waiting for the grader; past it requests get 429 + Retry-After."
     )
@@ -117,6 +129,14 @@ class Settings(BaseSettings):
     @property
     def heads_path(self) -> Path:
         return self.grader_heads or DATA_DIR / "grader" / "heads.npz"
+
+    @property
+    def rule_heads_path(self) -> Path:
+        return self.rule_heads or DATA_DIR / "grader" / "rule_heads.npz"
+
+    @property
+    def rule_weights_path(self) -> Path:
+        return self.rule_weights_file or DATA_DIR / "weights" / "rules.json"
 
 
 class _FileSource(PydanticBaseSettingsSource):

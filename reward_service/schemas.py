@@ -13,7 +13,7 @@ category through the content policy, else from the service's configured default.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
@@ -32,6 +32,8 @@ __all__ = [
     "Prompt",
     "ReloadRequest",
     "ReloadResponse",
+    "RuleIn",
+    "RuleScore",
     "RewardFn",
     "RewardItem",
     "RewardsRequest",
@@ -56,6 +58,24 @@ Prompt = str | list[Message]
 RewardFn = Callable[[Sequence[Prompt | list[dict]], Sequence[str], Sequence[str | None]], list[float]]
 
 
+class RuleIn(_Strict):
+    """A deployment rule that outranks the user (SoFA)."""
+
+    text: str = Field(min_length=1, max_length=1000, description="The rule, in plain language.")
+    priority: int = Field(1, ge=1, le=10, description="Weight of the rule's term: 1 normal, higher weighs more.")
+
+
+class RuleScore(BaseModel):
+    """One deployment rule as graded for one completion."""
+
+    text: str
+    priority: int
+    rule_relevant: float = Field(description="P(the rule applies to the user's request).")
+    follows_rule: float = Field(description="P(the response obeys the rule).")
+    announces_rule: float = Field(description="P(the response says a rule or restriction is why it holds back).")
+    term: float | None = Field(None, description="priority * v . rule_features: this rule's part of the reward.")
+
+
 class RewardItem(_Strict):
     """One (prompt, completion) pair to score."""
 
@@ -68,11 +88,24 @@ class RewardItem(_Strict):
     )
     response_type: str | None = Field(None, description="comply, hard_refuse, safe_refuse_1, safe_refuse_2.")
     category: str | None = Field(None, description="Content-policy category; maps to a response type.")
+    rules: list[str | RuleIn] | None = Field(
+        None, description="Deployment rules that outrank the user (at most RBR_MAX_RULES); a string is priority 1."
+    )
+    rules_from_system: StrictBool = Field(
+        False, description="Also take rules from the prompt's system messages, one per non-empty line."
+    )
+
+
+#: What to do with a rule the grader finds harmful to obey: refuse the request (422), or drop the rule and warn.
+HarmfulRules = Literal["reject", "ignore"]
 
 
 class RewardsRequest(_Strict):
     items: list[RewardItem] = Field(description="At most RBR_MAX_ITEMS items.")
     return_components: StrictBool = Field(False, description="Also return RM, RBR, class and proposition values.")
+    harmful_rules: HarmfulRules = Field(
+        "reject", description="A harmful rule: 422 naming it, or ignored with a warning."
+    )
 
 
 class Components(BaseModel):
@@ -83,6 +116,8 @@ class Components(BaseModel):
     classes: dict[str, float] = Field(description="Completion class probabilities.")
     top_class: str = Field(description="The most probable completion class.")
     propositions: dict[str, float] = Field(description="Proposition probabilities from the grader.")
+    rule_term: float | None = Field(None, description="The deployment rules' part of the reward (items with rules).")
+    rules: list[RuleScore] | None = Field(None, description="Per deployment rule: its probabilities and term.")
 
 
 class RewardsResponse(BaseModel):
@@ -90,11 +125,15 @@ class RewardsResponse(BaseModel):
     components: list[Components] | None = None
     policy_hash: str
     weights_version: str
+    warnings: list[str] | None = Field(None, description="E.g. harmful rules ignored (harmful_rules: ignore).")
 
 
 class GradeRequest(_Strict):
     items: list[RewardItem] = Field(description="At most RBR_MAX_ITEMS items.")
     propositions: list[str] | None = Field(None, description="Grade only these; default: the response type's.")
+    harmful_rules: HarmfulRules = Field(
+        "reject", description="A harmful rule: 422 naming it, or ignored with a warning."
+    )
 
 
 class GradeResult(BaseModel):
@@ -103,11 +142,13 @@ class GradeResult(BaseModel):
     propositions: dict[str, float]
     classes: dict[str, float]
     top_class: str | None
+    rules: list[RuleScore] | None = Field(None, description="Per deployment rule: its probabilities (term 0 here).")
 
 
 class GradeResponse(BaseModel):
     results: list[GradeResult]
     policy_hash: str
+    warnings: list[str] | None = None
 
 
 class OpenRLHFRequest(BaseModel):

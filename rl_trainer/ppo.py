@@ -107,6 +107,7 @@ class RewardBridge:
                 "prompt": [{"role": r, "content": c} for r, c in rec.messages],
                 "completion": text.strip(),
                 **({"response_type": rec.response_type} if rec.response_type else {"category": rec.category}),
+                **({"rules": list(rec.rules)} if rec.rules else {}),
             }
             for rec, text in zip(records, completions, strict=True)
         ]

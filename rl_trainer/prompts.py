@@ -20,10 +20,11 @@ class PromptRecord:
     messages: tuple[tuple[str, str], ...]  # ((role, content), ...)
     response_type: str | None
     category: str | None
+    rules: tuple = ()  # deployment rules sent with every rollout of this prompt: strings or {text, priority}
 
 
 def load_prompts(cfg: TrainConfig) -> list[PromptRecord]:
-    """Prompt rows `{id?, prompt: str | [messages], response_type? | category?, split?}`."""
+    """Prompt rows `{id?, prompt: str | [messages], response_type? | category?, split?, rules?}`."""
     path = Path(cfg.prompts)
     try:
         lines = path.read_text().splitlines()
@@ -43,12 +44,16 @@ def load_prompts(cfg: TrainConfig) -> list[PromptRecord]:
         if row.get("response_type") is None and row.get("category") is None:
             raise ConfigError(f"prompts: {path} line {n}: needs a response_type or a category")
         msgs = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
+        rules = row.get("rules") or []
+        if not isinstance(rules, list):
+            raise ConfigError(f"prompts: {path} line {n}: 'rules' must be a list of rules (strings or objects)")
         out.append(
             PromptRecord(
                 str(row.get("id", n)),
                 tuple((m["role"], m["content"]) for m in msgs),
                 row.get("response_type"),
                 row.get("category"),
+                tuple(rules),
             )
         )
     if not out:

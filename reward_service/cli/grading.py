@@ -1,4 +1,4 @@
-"""The grader's commands: `rbr grade`, `rbr eval-grader`, `rbr fit-grader`."""
+"""The grader's commands: `rbr grade`, `rbr eval-grader`, `rbr fit-grader`, `rbr fit-rules`."""
 
 from __future__ import annotations
 
@@ -56,6 +56,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_common(f)
     f.set_defaults(func=cmd_fit_grader)
 
+    r = sub.add_parser("fit-rules", help="fit generic rule heads and the rule term's weights on rule triplets (SoFA)")
+    r.add_argument("--triplets", default=str(DATA_DIR / "rules" / "triplets.jsonl"), help="rule triplets, JSON lines")
+    r.add_argument("--safety", default=str(DATA_DIR / "rules" / "rule_safety.jsonl"), help="rules labelled harmful")
+    r.add_argument("--out-heads", help="rule heads .npz (default: the configured rule_heads path)")
+    r.add_argument("--out-weights", help="rule-term weights JSON (default: the configured rule_weights path)")
+    r.add_argument("--C", type=float, default=0.01, help="inverse L2 strength of the heads")
+    r.add_argument("--json", action="store_true", help="print the report as JSON")
+    add_common(r)
+    r.set_defaults(func=cmd_fit_rules)
+
 
 def _fit_data_flags(p: argparse.ArgumentParser, use: str) -> None:
     p.add_argument("--aug", action="append", default=[], help=f"more labelled rows (repeatable), {use}")
@@ -100,6 +110,45 @@ def cmd_grade(args: argparse.Namespace) -> int:
     except BrokenPipeError:  # the reader went away (`rbr grade ... | head`): stop grading, as a shell tool would
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes
         return SIGPIPE_EXIT
+    return 0
+
+
+def cmd_fit_rules(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from reward_service.grader import Grader
+    from reward_service.offline.rules import (
+        fit_rule_heads,
+        fit_rule_weights,
+        read_rule_safety,
+        read_triplets,
+        report_table,
+    )
+    from reward_service.reward.linear import RBRWeights
+    from reward_service.reward.reward_models import build_reward_model
+    from reward_service.reward.scoring import Scorer
+
+    settings, policy = settings_and_policy(args, readout_cache=True)
+    triplets = read_triplets(*read_lines(args.triplets))
+    safety = read_rule_safety(*read_lines(args.safety))
+    if settings.grader_backend != "transformers":
+        raise InputError("grader_backend", "rule heads read hidden states: fit them on the transformers backend")
+    grader = Grader.from_settings(settings.model_copy(update={"rule_grading": "prompted"}), policy=policy)
+    heads, oof, report = fit_rule_heads(grader, triplets, safety, args.C)
+    out_heads = Path(args.out_heads) if args.out_heads else settings.rule_heads_path
+    heads.save(out_heads)
+    # The base reward each completion gets without its rule: what the rule term must outweigh.
+    rm = build_reward_model(settings, grader.identity)
+    scorer = Scorer(policy, grader, rm, RBRWeights.load(settings.weights_path, policy).scaled(settings.rbr_scale))
+    base = np.array([s.reward for s in scorer.score([replace(t.item, rules=()) for t in triplets], progress=True)])
+    weights = fit_rule_weights(triplets, oof, base, f"{grader.engine_id}:rule-heads@{heads.fingerprint}")
+    out_weights = Path(args.out_weights) if args.out_weights else settings.rule_weights_path
+    weights.save(out_weights)
+    if args.json:
+        print(json.dumps({"heads": report, "weights": weights.metrics, "v": weights.weights}, indent=1))
+    else:
+        print(report_table(report, weights))
+        print(f"wrote {out_heads} and {out_weights}")
     return 0
 
 

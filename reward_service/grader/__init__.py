@@ -19,14 +19,41 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from propositions import Policy
+from propositions import (
+    RULE_HARM_PROMPT,
+    RULE_HARM_QUESTION,
+    RULE_HARMFUL,
+    RULE_PROPOSITIONS,
+    Policy,
+    PropositionSpec,
+    Rule,
+    rule_propositions,
+)
 from reward_service.config import MODES, Mode
 from reward_service.errors import GraderError, HeadsError, InputError
 from reward_service.grader._engine import READOUT_VERSION, GraderEngine, Readout
 from reward_service.grader._prompt import PromptFormat
 from reward_service.grader.items import GradeItem, ItemLimits, iter_jsonl, parse_item
+from reward_service.grader.rule_reading import (
+    NO_RULES,
+    RuleReading,
+    head_row,
+    rule_reading,
+    rule_rows,
+    rule_template_hashes,
+)
 
-__all__ = ["GradeItem", "Grader", "ItemLimits", "Mode", "MODES", "iter_jsonl", "parse_item"]
+__all__ = [
+    "GradeItem",
+    "Grader",
+    "ItemLimits",
+    "MODES",
+    "Mode",
+    "RuleReading",
+    "iter_jsonl",
+    "parse_item",
+    "rule_template_hashes",
+]
 
 READOUT_CHUNK = 32  # items per engine call when questions are asked (progress and cache writes between calls)
 
@@ -43,6 +70,7 @@ class Grader:
         heads=None,  # heads.GraderHeads, needed for 'calibrated' and 'heads'
         engine_id: str = "",
         cache: Path | None = None,
+        rules: RuleReading = NO_RULES,
     ) -> None:
         if mode not in MODES:
             raise InputError("mode", f"unknown mode {mode!r}; modes are {', '.join(MODES)}")
@@ -53,6 +81,7 @@ class Grader:
         self.policy, self.engine, self.fmt, self.mode, self.heads = policy, engine, prompt_format, mode, heads
         self.engine_id = engine_id
         self.cache = cache
+        self.rules = rules
 
     @property
     def mode_id(self) -> str:
@@ -83,11 +112,11 @@ class Grader:
         fmt = PromptFormat(tok, s.max_conversation_tokens, s.max_completion_tokens)
         heads = GraderHeads.load(s.heads_path) if mode != "prompted" else None
         cache = cache_dir() / "readouts" if settings.readout_cache else None
-        return cls(policy, engine, fmt, mode, heads, engine_id, cache)
+        return cls(policy, engine, fmt, mode, heads, engine_id, cache, rule_reading(s, engine, engine_id, fmt))
 
     def with_policy(self, policy: Policy) -> Grader:
         """The same LLM, prompt format and heads under another policy (checked: heads must know its questions)."""
-        g = Grader(policy, self.engine, self.fmt, self.mode, self.heads, self.engine_id, self.cache)
+        g = Grader(policy, self.engine, self.fmt, self.mode, self.heads, self.engine_id, self.cache, self.rules)
         if self.mode != "prompted":
             names = sorted({n for rt in policy.response_types for n in policy.required_propositions(rt)})
             self.heads.check_questions(g.question_hashes(), names, self.mode)
@@ -153,36 +182,47 @@ class Grader:
         if self.cache is None and not any(self.asked(p) for p in names):
             encs = [self.fmt.encode(list(it.conversation), it.completion, []) for it in items]
             return _engine_call(self.engine.pooled, encs)
+        asks = [self.asked(p) for p in names]
+        specs = [[self.policy.propositions[p] for p in ask] for ask in asks]
+        return self.ask(items, specs, [self._needs_answer_states(ask) for ask in asks], progress)
+
+    def ask(
+        self,
+        items: Sequence[GradeItem],
+        questions: Sequence[Sequence[PropositionSpec]],
+        answer_states: Sequence[bool] | bool = False,
+        progress: bool = False,
+    ) -> list[Readout]:
+        """Readouts of each item for its own questions, any PropositionSpec (a policy's, or a deployment rule's);
+        `readout.yes_logit` rows follow the item's questions. Cached on disk if enabled."""
+        states_of = [answer_states] * len(items) if isinstance(answer_states, bool) else list(answer_states)
         out: list[Readout | None] = [None] * len(items)
-        todo: list[tuple[int, list[str], Path | None]] = []
-        for i, (item, props) in enumerate(zip(items, names, strict=True)):
-            ask = self.asked(props)
-            path = self._cache_path(item, ask)
+        todo: list[tuple[int, Path | None]] = []
+        for i, (item, specs) in enumerate(zip(items, questions, strict=True)):
+            path = self._cache_path(item, specs)
             if path is not None and path.exists():
                 out[i] = _load_readout(path)
             else:
-                todo.append((i, ask, path))
+                todo.append((i, path))
         with tqdm(total=len(todo), desc="grading", disable=not progress or not todo, file=sys.stderr) as bar:
             for start in range(0, len(todo), READOUT_CHUNK):
                 chunk = todo[start : start + READOUT_CHUNK]
                 encs = [
-                    self.fmt.encode(
-                        list(items[i].conversation), items[i].completion, [self.policy.propositions[p] for p in ask]
-                    )
-                    for i, ask, _ in chunk
+                    self.fmt.encode(list(items[i].conversation), items[i].completion, list(questions[i]))
+                    for i, _ in chunk
                 ]
-                states = any(self._needs_answer_states(ask) for _, ask, _ in chunk)
-                for (i, _, path), ro in zip(chunk, _engine_call(self.engine.readout_many, encs, states), strict=True):
+                states = self.cache is not None or any(states_of[i] for i, _ in chunk)
+                for (i, path), ro in zip(chunk, _engine_call(self.engine.readout_many, encs, states), strict=True):
                     if path is not None:
                         _save_readout(path, ro)
                     out[i] = ro
                 bar.update(len(chunk))
         return out  # type: ignore[return-value]
 
-    def _cache_path(self, item: GradeItem, props: Sequence[str]) -> Path | None:
+    def _cache_path(self, item: GradeItem, specs: Sequence[PropositionSpec]) -> Path | None:
         if self.cache is None:
             return None
-        qs = [self.fmt.suffix(self.policy.propositions[p]) for p in props]
+        qs = [self.fmt.suffix(spec) for spec in specs]
         key = hashlib.sha256(
             json.dumps([READOUT_VERSION, self.engine_id, self.fmt.version, self.engine.layers, qs]).encode()
         )
@@ -217,6 +257,53 @@ class Grader:
         else:
             p = self.heads.predict(ro, props, self.asked(props))
         return {name: float(v) for name, v in zip(props, p, strict=True)}
+
+    # -- deployment rules (SoFA) ----------------------------------------------------------------------
+
+    def _rule_reader(self) -> str:
+        if self.rules.how is None:
+            raise InputError("rules", f"this grader cannot read deployment rules: {self.rules.refusal}")
+        return self.rules.how
+
+    def grade_rules(self, items: Sequence[GradeItem], progress: bool = False) -> list[list[dict[str, float]]]:
+        """Per item, per rule: P(rule_relevant), P(follows_rule), P(announces_rule) ([] for an item without rules)."""
+        out: list[list[dict[str, float]]] = [[] for _ in items]
+        todo = [i for i, it in enumerate(items) if it.rules]
+        if not todo:
+            return out
+        how = self._rule_reader()
+        sub = [items[i] for i in todo]
+        questions = [[q for r in it.rules for q in rule_propositions(r).values()] for it in sub]
+        ros = self.ask(sub, questions, answer_states=how == "heads", progress=progress)
+        n = len(RULE_PROPOSITIONS)
+        for i, it, ro in zip(todo, sub, ros, strict=True):
+            if how == "heads":
+                heads = self.rules.heads.heads
+                p = np.array(
+                    [heads[name].predict(head_row(ro, j, heads[name].spec))[0] for j, name in rule_rows(it.rules)]
+                )
+            else:
+                p = 1.0 / (1.0 + np.exp(-ro.yes_logit))
+            out[i] = [
+                dict(zip(RULE_PROPOSITIONS, map(float, p[k * n : (k + 1) * n]), strict=True))
+                for k in range(len(it.rules))
+            ]
+        return out
+
+    def rule_harm(self, rules: Sequence[Rule]) -> list[float]:
+        """P(the rule is harmful to obey), read from the rule's own text before any completion is graded."""
+        if not rules:
+            return []
+        how = self._rule_reader()
+        items = [GradeItem(({"role": "user", "content": RULE_HARM_PROMPT},), r.text, "comply") for r in rules]
+        if how == "heads":
+            head = self.rules.heads.heads[RULE_HARMFUL]
+            ros = _engine_call(
+                self.engine.pooled, [self.fmt.encode(list(it.conversation), it.completion, []) for it in items]
+            )
+            return [float(head.predict(head_row(ro, None, head.spec))[0]) for ro in ros]
+        ros = self.ask(items, [[RULE_HARM_QUESTION]] * len(items))
+        return [float(1.0 / (1.0 + np.exp(-ro.yes_logit[0]))) for ro in ros]
 
 
 def load_engine(s) -> tuple[Any, GraderEngine, str]:

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from propositions import Policy
+from propositions import MAX_RULE_CHARS, Policy, Rule, rules_from_system
 from reward_service.errors import InputError, LimitError
 
 __all__ = ["GradeItem", "ItemLimits", "iter_jsonl", "parse_item"]
@@ -23,9 +23,13 @@ class GradeItem:
     conversation: tuple[Mapping[str, str], ...]
     completion: str
     response_type: str
+    rules: tuple[Rule, ...] = ()  # deployment rules that outrank the user (SoFA), graded beside the policy
 
     def key(self) -> str:
-        blob = json.dumps([list(map(dict, self.conversation)), self.completion], sort_keys=True)
+        parts: list = [list(map(dict, self.conversation)), self.completion]
+        if self.rules:  # items without rules keep the keys they always had
+            parts.append([r.model_dump() for r in self.rules])
+        blob = json.dumps(parts, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 
@@ -64,10 +68,11 @@ class ItemLimits:
     max_chars: int | None = None  # every character that reaches the grader: roles, messages, completion
     max_messages: int | None = None
     default_response_type: str | None = None  # for items with neither a response type nor a category
+    max_rules: int | None = None  # deployment rules per item
 
     @classmethod
     def from_settings(cls, s) -> ItemLimits:
-        return cls(s.max_chars, s.max_messages, s.default_response_type)
+        return cls(s.max_chars, s.max_messages, s.default_response_type, s.max_rules)
 
 
 def _field(where: str, name: str) -> str:
@@ -75,8 +80,37 @@ def _field(where: str, name: str) -> str:
     return name if not where else f"{where}.{name}" if where.endswith("]") else f"{where}: {name}"
 
 
+def _rules(value: Any, from_system: Any, conversation: tuple[dict[str, str], ...], where: str, limit: int | None):
+    """`rules` ([{"text", "priority"?}] or strings) plus, if `rules_from_system`, the system message's lines."""
+    field = _field(where, "rules")
+    if not isinstance(from_system, bool):
+        raise InputError(_field(where, "rules_from_system"), "must be true or false")
+    if value is None:
+        value = []
+    if not isinstance(value, list):
+        raise InputError(field, 'must be a list of {"text": str, "priority": int} rules')
+    rules = []
+    for i, r in enumerate(value):
+        r = {"text": r} if isinstance(r, str) else r
+        if not isinstance(r, Mapping) or set(r) - {"text", "priority"} or not isinstance(r.get("text"), str):
+            raise InputError(f"{field}[{i}]", 'must be a string or {"text": str, "priority": int}')
+        text = _text(r["text"], f"{field}[{i}].text").strip()
+        if not text or len(text) > MAX_RULE_CHARS:
+            raise InputError(f"{field}[{i}].text", f"must hold 1 to {MAX_RULE_CHARS} characters, not {len(text)}")
+        prio = r.get("priority", 1)
+        if isinstance(prio, bool) or not isinstance(prio, int) or not 1 <= prio <= 10:
+            raise InputError(f"{field}[{i}].priority", f"must be an integer from 1 to 10, not {prio!r}")
+        rules.append(Rule(text=text, priority=prio))
+    if from_system:
+        rules += rules_from_system(conversation)
+    if limit is not None and len(rules) > limit:
+        raise LimitError(field, f"{len(rules)} rules, over the limit of {limit} per item")
+    return tuple(rules)
+
+
 def parse_item(obj: Any, policy: Policy, where: str = "item", limits: ItemLimits = ItemLimits()) -> GradeItem:
-    """The one validation of an item `{"prompt", "completion", "response_type" | "category"}`, from any source.
+    """The one validation of an item `{"prompt", "completion", "response_type" | "category"}`, from any source,
+    optionally with deployment rules (`rules`, `rules_from_system`).
 
     Raises InputError naming `where` and the field; LimitError past `limits`. A missing response type and
     category mean `limits.default_response_type`.
@@ -118,7 +152,8 @@ def parse_item(obj: Any, policy: Policy, where: str = "item", limits: ItemLimits
     except KeyError as e:
         field = "response_type" if rt is not None else "category" if cat is not None else "response_type"
         raise InputError(_field(where, field), e.args[0]) from None
-    return GradeItem(conversation, comp, response_type)
+    rules = _rules(obj.get("rules"), obj.get("rules_from_system", False), conversation, where, limits.max_rules)
+    return GradeItem(conversation, comp, response_type, rules)
 
 
 def iter_jsonl(lines: Iterable[str], source: str) -> Iterable[tuple[int, Any]]:

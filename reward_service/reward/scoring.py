@@ -1,7 +1,9 @@
 """The scoring pipeline: item -> grader -> rules -> features -> linear model (+ reward model) -> reward.
 
 features(item)  = [P(prop) for the response type's propositions] + [P(class) for its classes]
-reward(item)    = R_rm(item) + w[response_type] . features(item)
+reward(item)    = R_rm(item) + w[response_type] . features(item)  [+ the rule term of its deployment rules]
+
+The rule term (rule_term.py) is there only for items that carry deployment rules (SoFA).
 """
 
 from __future__ import annotations
@@ -17,10 +19,11 @@ from pathlib import Path
 import numpy as np
 
 from propositions import Policy, class_probabilities, feature_vector, top_class
-from reward_service.errors import GraderError, ModelLoadError
+from reward_service.errors import GraderError, InputError, ModelLoadError
 from reward_service.grader import GradeItem, Grader
 from reward_service.reward.linear import RBRWeights
 from reward_service.reward.reward_models import RewardModel
+from reward_service.reward.rule_term import RuleWeights, rule_terms
 
 __all__ = ["FeatureCache", "Scored", "Scorer"]
 
@@ -35,6 +38,8 @@ class Scored:
     features: np.ndarray  # (d,) in policy.feature_names(response_type) order
     rm: float
     rbr: float | None = None  # w . features, when weights are loaded
+    rule_term: float = 0.0  # sum over the item's deployment rules of priority * v . rule_features
+    rules: list[dict] = field(default_factory=list)  # per rule: text, priority, probabilities, term
 
     @property
     def top_class(self) -> str:
@@ -45,7 +50,7 @@ class Scored:
     def reward(self) -> float:
         if self.rbr is None:
             raise ValueError("no RBR weights loaded")
-        return self.rm + self.rbr
+        return self.rm + self.rbr + self.rule_term
 
 
 @dataclass
@@ -77,7 +82,14 @@ class FeatureCache:
 class Scorer:
     """Grades items, applies the rules and the linear model, adds the reward model's score."""
 
-    def __init__(self, policy: Policy, grader: Grader, reward_model: RewardModel, weights: RBRWeights | None) -> None:
+    def __init__(
+        self,
+        policy: Policy,
+        grader: Grader,
+        reward_model: RewardModel,
+        weights: RBRWeights | None,
+        rule_weights: RuleWeights | None = None,
+    ) -> None:
         missing = [p for p in reward_model.needs if p not in policy.propositions]
         if missing:
             raise ModelLoadError(
@@ -85,6 +97,7 @@ class Scorer:
                 "which the policy does not define"
             )
         self.policy, self.grader, self.reward_model, self.weights = policy, grader, reward_model, weights
+        self.rule_weights = rule_weights
 
     @property
     def identity(self) -> str:
@@ -107,19 +120,22 @@ class Scorer:
         timings: dict[str, float] | None = None,
     ) -> list[Scored]:
         """Score items; `timings` (if given) gets the seconds spent in the grader and the reward model."""
+        if self.rule_weights is None and any(it.rules for it in items):
+            raise InputError("rules", "this service has no rule-term weights (RBR_RULE_WEIGHTS_FILE), so no rules")
         rows: list[dict | None] = [cache.get(it) if cache is not None else None for it in items]
         todo = [i for i, row in enumerate(rows) if row is None]
         if todo:
             sub = [items[i] for i in todo]
             t0 = time.perf_counter()
             probs = self.grader.grade(sub, progress=progress)
+            rule_probs = self.grader.grade_rules(sub)
             t1 = time.perf_counter()
             rm = self._rm_scores(sub, probs)
             if timings is not None:
                 timings["grader_s"] = timings.get("grader_s", 0.0) + t1 - t0
                 timings["rm_s"] = timings.get("rm_s", 0.0) + time.perf_counter() - t1
-            for i, it, p, r in zip(todo, sub, probs, rm, strict=True):
-                rows[i] = {"propositions": p, "rm": float(r)}
+            for i, it, p, r, rp in zip(todo, sub, probs, rm, rule_probs, strict=True):
+                rows[i] = {"propositions": p, "rm": float(r)} | ({"rules": rp} if rp else {})
                 if cache is not None:
                     cache.put(it, rows[i])
         out = []
@@ -127,7 +143,13 @@ class Scorer:
             p, r = row["propositions"], row["rm"]  # type: ignore[index]
             if not (math.isfinite(r) and all(math.isfinite(v) for v in p.values())):
                 raise GraderError(f"non-finite grader or RM output (rm={r}, propositions={p}): no reward is made up")
-            out.append(self._assemble(it.response_type, p, float(r)))
+            scored = self._assemble(it.response_type, p, float(r))
+            if it.rules:
+                rp = row["rules"]  # type: ignore[index]
+                if not all(math.isfinite(v) for d in rp for v in d.values()):
+                    raise GraderError(f"non-finite rule probabilities {rp}: no reward is made up")
+                scored.rule_term, scored.rules = rule_terms(self.rule_weights, it.rules, rp)  # type: ignore[arg-type]
+            out.append(scored)
         return out
 
     def _rm_scores(self, items: Sequence[GradeItem], probs: Sequence[dict[str, float]]) -> np.ndarray:

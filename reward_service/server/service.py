@@ -21,7 +21,7 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 
-from propositions import Policy, PolicyError, load_policy
+from propositions import Policy, PolicyError, Rule, load_policy
 from reward_service.config import Settings
 from reward_service.errors import (
     HeadsError,
@@ -33,6 +33,7 @@ from reward_service.errors import (
 from reward_service.grader import GradeItem, Grader
 from reward_service.reward.linear import RBRWeights
 from reward_service.reward.reward_models import RewardModel, build_reward_model
+from reward_service.reward.rule_term import RuleWeights
 from reward_service.reward.scoring import Scored, Scorer
 from reward_service.server.batching import DynamicBatcher
 
@@ -99,6 +100,13 @@ class Metrics:
         self.errors = Counter("rbr_errors", "Errors by kind.", ["kind"], registry=r)
 
 
+def _rule_weights(s: Settings) -> RuleWeights | None:
+    """The rule term's weights: the configured file (an error if missing), else the shipped one if present."""
+    if s.rule_weights_file is not None and not s.rule_weights_file.exists():
+        raise ModelLoadError(f"rule weights {s.rule_weights_file}: no such file (RBR_RULE_WEIGHTS_FILE)")
+    return RuleWeights.load(s.rule_weights_path) if s.rule_weights_path.exists() else None
+
+
 def _no_dtype(identity: str) -> str:
     return re.sub(r"\|(?:bfloat16|float32|float16)\b", "", identity)
 
@@ -134,6 +142,7 @@ class RewardService:
             grader = Grader.from_settings(s, policy=policy)
             rm = build_reward_model(s, grader.identity)
             weights = RBRWeights.load(s.weights_path, policy).scaled(s.rbr_scale)
+            rule_weights = _rule_weights(s)
         except Exception as e:
             self.load_error = f"{type(e).__name__}: {e}"
             raise
@@ -142,7 +151,11 @@ class RewardService:
                 "weights %s were fitted with RM %s; serving RM %s", s.weights_path, weights.reward_model, rm.identity
             )
         self.pipeline = Pipeline(
-            policy, Scorer(policy, grader, rm, weights), weights, str(s.policy_file or "default"), str(s.weights_path)
+            policy,
+            Scorer(policy, grader, rm, weights, rule_weights),
+            weights,
+            str(s.policy_file or "default"),
+            str(s.weights_path),
         )
         self.load_error = None
         log.info("ready: policy %s, weights %s", policy.hash, weights.version)
@@ -170,7 +183,8 @@ class RewardService:
                 else:
                     policy = old.policy
                 grader = old.grader.with_policy(policy)
-                scorer = Scorer(policy, grader, old.reward_model, None)  # ModelLoadError: the RM's needs are missing
+                # ModelLoadError: the RM's needs are missing
+                scorer = Scorer(policy, grader, old.reward_model, None, old.scorer.rule_weights)
                 where = "weights_file"
                 wpath = weights_file or old.weights_file
                 if not Path(wpath).exists():
@@ -212,11 +226,24 @@ class RewardService:
 
     async def grade(
         self, pipeline: Pipeline, items: Sequence[GradeItem], propositions: Sequence[str] | None
-    ) -> list[dict[str, float]]:
+    ) -> list[tuple[dict[str, float], list[dict[str, float]]]]:
+        """Per item: the policy's proposition probabilities, and its deployment rules' ([] without rules)."""
         if not items:
             return []
 
-        def run(p: Pipeline, batch: list[GradeItem]) -> list[dict[str, float]]:
-            return p.grader.grade(batch, propositions)
+        def run(p: Pipeline, batch: list[GradeItem]) -> list[tuple[dict[str, float], list[dict[str, float]]]]:
+            return list(zip(p.grader.grade(batch, propositions), p.grader.grade_rules(batch), strict=True))
 
         return await self.batcher.submit(pipeline, list(items), self.settings.request_timeout_s, run)
+
+    async def rule_harm(self, pipeline: Pipeline, items: Sequence[GradeItem]) -> dict[str, float]:
+        """P(harmful to obey) of every distinct rule text among the items, read on the model thread."""
+        texts = sorted({r.text for it in items for r in it.rules})
+        if not texts:
+            return {}
+
+        def run(p: Pipeline, _: list[GradeItem]) -> list[float]:
+            return p.grader.rule_harm([Rule(text=t) for t in texts])
+
+        probs = await self.batcher.submit(pipeline, [items[0]] * len(texts), self.settings.request_timeout_s, run)
+        return dict(zip(texts, probs, strict=True))

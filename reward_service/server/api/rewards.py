@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from fastapi import APIRouter, Request
 
 from propositions import graded_classes, top_class
@@ -12,9 +14,11 @@ from reward_service.schemas import (
     GradeRequest,
     GradeResponse,
     GradeResult,
+    HarmfulRules,
     RewardItem,
     RewardsRequest,
     RewardsResponse,
+    RuleScore,
 )
 from reward_service.server.api._routing import StrictJSONRoute, error_responses
 from reward_service.server.api.deps import ApiAuth, PipelineDep, ServiceDep, while_connected
@@ -43,11 +47,39 @@ def parse_items(items: list[RewardItem], service: RewardService, pipeline: Pipel
     ]
 
 
+async def screen_rules(
+    items: list[GradeItem], mode: HarmfulRules, request: Request, service: RewardService, pipeline: Pipeline
+) -> tuple[list[GradeItem], list[str] | None]:
+    """Deployment rules that are harmful to obey: a 422 naming the first (mode reject), or dropped with a warning."""
+    if not any(it.rules for it in items):
+        return items, None
+    harm = await while_connected(request, service.rule_harm(pipeline, items))
+    threshold = service.settings.rule_harm_threshold
+    out, warnings = [], []
+    for i, it in enumerate(items):
+        keep = []
+        for j, rule in enumerate(it.rules):
+            p = harm[rule.text]
+            if p < threshold:
+                keep.append(rule)
+            elif mode == "reject":
+                raise InputError(
+                    f"items[{i}].rules[{j}]",
+                    f"the rule {rule.text!r} is harmful to obey (P(harmful) {p:.2f}, limit {threshold:g}, "
+                    "RBR_RULE_HARM_THRESHOLD): refused; send harmful_rules: ignore to drop such rules instead",
+                )
+            else:
+                warnings.append(f"items[{i}].rules[{j}]: ignored a rule harmful to obey (P {p:.2f}): {rule.text!r}")
+        out.append(it if len(keep) == len(it.rules) else replace(it, rules=tuple(keep)))
+    return out, warnings or None
+
+
 @router.post("/rewards", response_model=RewardsResponse, response_model_exclude_none=True)
 async def rewards(
     body: RewardsRequest, request: Request, service: ServiceDep, pipeline: PipelineDep
 ) -> RewardsResponse:
     items = parse_items(body.items, service, pipeline)
+    items, warnings = await screen_rules(items, body.harmful_rules, request, service, pipeline)
     scored = await while_connected(request, service.score(pipeline, items))
     service.metrics.items.labels("rewards").inc(len(items))
     components = None
@@ -61,14 +93,17 @@ async def rewards(
                 classes=s.classes,
                 top_class=s.top_class,
                 propositions=s.propositions,
+                rule_term=s.rule_term if gi.rules else None,
+                rules=[RuleScore(**r) for r in s.rules] if gi.rules else None,
             )
-            for it, s in zip(body.items, scored, strict=True)
+            for it, gi, s in zip(body.items, items, scored, strict=True)
         ]
     return RewardsResponse(
         rewards=[s.reward for s in scored],
         components=components,
         policy_hash=pipeline.policy.hash,
         weights_version=pipeline.weights.version,
+        warnings=warnings,
     )
 
 
@@ -79,10 +114,11 @@ async def grade(body: GradeRequest, request: Request, service: ServiceDep, pipel
         unknown = [p for p in body.propositions if p not in pipeline.policy.propositions]
         if unknown:
             raise InputError("propositions", f"unknown proposition(s): {', '.join(unknown)}")
-    probs = await while_connected(request, service.grade(pipeline, items, body.propositions))
+    items, warnings = await screen_rules(items, body.harmful_rules, request, service, pipeline)
+    graded = await while_connected(request, service.grade(pipeline, items, body.propositions))
     service.metrics.items.labels("grade").inc(len(items))
     results = []
-    for req, it, p in zip(body.items, items, probs, strict=True):
+    for req, it, (p, rp) in zip(body.items, items, graded, strict=True):
         classes = graded_classes(pipeline.policy, it.response_type, p)
         results.append(
             GradeResult(
@@ -91,6 +127,9 @@ async def grade(body: GradeRequest, request: Request, service: ServiceDep, pipel
                 propositions=p,
                 classes=classes,
                 top_class=top_class(classes) if classes else None,
+                rules=[RuleScore(text=r.text, priority=r.priority, **q) for r, q in zip(it.rules, rp, strict=True)]
+                if it.rules
+                else None,
             )
         )
-    return GradeResponse(results=results, policy_hash=pipeline.policy.hash)
+    return GradeResponse(results=results, policy_hash=pipeline.policy.hash, warnings=warnings)
