@@ -23,8 +23,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_common(ft)
     ft.set_defaults(func=cmd_features)
 
-    sy = sub.add_parser("synth", help="generate graded comparison data from seed prompts with the grader's LLM")
-    sy.add_argument("--prompts", required=True, help="seed prompts (JSON lines: id, prompt, category|response_type)")
+    sy = sub.add_parser(
+        "synth",
+        help="generate graded comparison data from seed prompts (or rule triplets from rules) with the grader's LLM",
+    )
+    src = sy.add_mutually_exclusive_group(required=True)
+    src.add_argument("--prompts", help="seed prompts (JSON lines: id, prompt, category|response_type)")
+    src.add_argument(
+        "--rules",
+        help="deployment rules (JSON lines: rule, rule_id?, priority?, domain?): write rule triplets (rbr fit-rules)",
+    )
+    sy.add_argument("--no-filter", action="store_true", help="--rules: keep rows the grader reads otherwise")
     sy.add_argument("--out", required=True, help="comparison data to append to (resumes); rejections go beside it")
     sy.add_argument("-k", type=int, default=3, help="attempts per prompt and label")
     sy.add_argument("--threshold", type=float, default=0.5, help="min grader P(intended class) to keep")
@@ -94,6 +103,8 @@ def cmd_synth(args: argparse.Namespace) -> int:
     from reward_service.offline.synth import load_writer, synthesize
 
     settings, policy = settings_and_policy(args)
+    if args.rules:
+        return _synth_rules(args, settings, policy)
     lines, source = read_lines(args.prompts)
     if args.limit is not None:
         lines = [ln for ln in lines if ln.strip()][: args.limit]
@@ -116,6 +127,25 @@ def cmd_synth(args: argparse.Namespace) -> int:
         seed=args.seed,
         only=args.only,
         demos=demos,
+    )
+    print(summary.table())
+    return 0
+
+
+def _synth_rules(args: argparse.Namespace, settings, policy) -> int:
+    from reward_service.grader import Grader
+    from reward_service.offline.rule_synth import read_rules, synthesize_rules
+    from reward_service.offline.writers import load_chat_writer
+
+    rules = read_rules(*read_lines(args.rules))
+    if args.limit is not None:
+        rules = rules[: args.limit]
+    grader = Grader.from_settings(settings, policy=policy)
+    if not args.no_filter and grader.rules.how is None:
+        raise InputError("--rules", f"the grader filter cannot read rules: {grader.rules.refusal}; or pass --no-filter")
+    write = load_chat_writer(settings, grader, args.max_new_tokens)
+    summary = synthesize_rules(
+        rules, write, Path(args.out), None if args.no_filter else grader, args.threshold, args.seed
     )
     print(summary.table())
     return 0
