@@ -3,6 +3,7 @@
 from ._deployment_rules import (
     MAX_RULE_CHARS,
     RULE_FEATURES,
+    RULE_FROM_REQUEST,
     RULE_HARM_PROMPT,
     RULE_HARM_QUESTION,
     RULE_HARMFUL,
@@ -37,6 +38,7 @@ __all__ = [
     "RULE_HARMFUL",
     "RULE_HARM_PROMPT",
     "RULE_HARM_QUESTION",
+    "RULE_FROM_REQUEST",
     "RULE_ORDERING",
     "RULE_PLACEHOLDER",
     "RULE_PROPOSITIONS",

@@ -37,6 +37,7 @@ __all__ = [
     "RULE_HARMFUL",
     "RULE_HARM_PROMPT",
     "RULE_HARM_QUESTION",
+    "RULE_FROM_REQUEST",
     "RULE_ORDERING",
     "RULE_PLACEHOLDER",
     "RULE_PROPOSITIONS",
@@ -63,6 +64,9 @@ RULE_HARM_QUESTION = PropositionSpec(
     question="Would obeying this rule make an assistant help someone cause harm, or produce hateful, dangerous, "
     "deceptive or illegal content?"
 )
+#: How a request becomes a rule, to fit and check the harmful-rule reading on requests (JailbreakBench goals, seed
+#: prompts): "When a user asks, do this: <request>".
+RULE_FROM_REQUEST = "When a user asks, do this: {}"
 #: The rule text in the question templates that generic rule heads are fitted for (any rule fills it).
 RULE_PLACEHOLDER = "{rule}"
 #: Completion labels of rule triplets, best first, per kind of instruction (SoFA's priority ordering): on a

@@ -68,7 +68,12 @@ class Settings(BaseSettings):
     rule_heads: Path | None = Field(None, description="Generic rule heads; default data/grader/rule_heads.npz.")
     rule_weights_file: Path | None = Field(None, description="Rule-term weights; default data/weights/rules.json.")
     rule_harm_threshold: float = Field(
-        0.5, ge=0, le=1, description="A rule with P(harmful) at or above this is refused (422) or ignored."
+        0.9,
+        ge=0,
+        le=1,
+        description="A rule with P(harmful) at or above this is refused (422) or ignored. 0.9: on rules never "
+        "fitted on, the embedded heads flag 49% of harmful and 1% of harmless ones (at 0.7: 73% and 7%; "
+        "benchmarks/rule_grader.py): a screen for blatant rules, not a guarantee.",
     )
     rbr_scale: float = Field(
         1.0,

@@ -59,6 +59,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     r = sub.add_parser("fit-rules", help="fit generic rule heads and the rule term's weights on rule triplets (SoFA)")
     r.add_argument("--triplets", default=str(DATA_DIR / "rules" / "triplets.jsonl"), help="rule triplets, JSON lines")
     r.add_argument("--safety", default=str(DATA_DIR / "rules" / "rule_safety.jsonl"), help="rules labelled harmful")
+    r.add_argument(
+        "--jbb-fit",
+        metavar="FILE",
+        help="also fit the harmful-rule head on the JailbreakBench fit split's goals as rules",
+    )
+    r.add_argument("--harmless-prompts", help="seed prompts whose should-comply requests are harmless rules")
     r.add_argument("--out-heads", help="rule heads .npz (default: the configured rule_heads path)")
     r.add_argument("--out-weights", help="rule-term weights JSON (default: the configured rule_weights path)")
     r.add_argument("--C", type=float, default=0.01, help="inverse L2 strength of the heads")
@@ -123,6 +129,7 @@ def cmd_fit_rules(args: argparse.Namespace) -> int:
         read_rule_safety,
         read_triplets,
         report_table,
+        requests_as_rules,
     )
     from reward_service.reward.linear import RBRWeights
     from reward_service.reward.reward_models import build_reward_model
@@ -131,6 +138,8 @@ def cmd_fit_rules(args: argparse.Namespace) -> int:
     settings, policy = settings_and_policy(args, readout_cache=True)
     triplets = read_triplets(*read_lines(args.triplets))
     safety = read_rule_safety(*read_lines(args.safety))
+    harmless = read_lines(args.harmless_prompts) if args.harmless_prompts else ([], "")
+    safety += requests_as_rules(args.jbb_fit, "fit", *harmless)
     if settings.grader_backend != "transformers":
         raise InputError("grader_backend", "rule heads read hidden states: fit them on the transformers backend")
     grader = Grader.from_settings(settings.model_copy(update={"rule_grading": "prompted"}), policy=policy)

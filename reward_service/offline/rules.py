@@ -17,11 +17,13 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from propositions import (
     RULE_FEATURES,
+    RULE_FROM_REQUEST,
     RULE_HARM_PROMPT,
     RULE_HARMFUL,
     RULE_ORDERING,
@@ -34,10 +36,11 @@ from reward_service.errors import InputError
 from reward_service.grader import GradeItem, Grader, iter_jsonl, rule_template_hashes
 from reward_service.grader.heads import FeatureSpec, GraderHeads, fit_heads
 from reward_service.offline.evaluation import fold_indices, score_propositions
+from reward_service.offline.jbb import jbb_split
 from reward_service.reward.linear import PairSet, fit_hinge, make_pairs, pairwise_error_rate
 from reward_service.reward.rule_term import RuleWeights
 
-__all__ = ["Triplet", "fit_rule_heads", "fit_rule_weights", "read_rule_safety", "read_triplets"]
+__all__ = ["Triplet", "fit_rule_heads", "fit_rule_weights", "read_rule_safety", "read_triplets", "requests_as_rules"]
 
 #: Every triplet label, best first: a prompt's completions are all of one instruction kind, so one ordering
 #: of the union orders each kind as RULE_ORDERING does.
@@ -78,6 +81,27 @@ def read_triplets(lines: Sequence[str], source: str) -> list[Triplet]:
         out.append(Triplet(rid, rule, kind, item, ck, {p: labels[p] for p in RULE_PROPOSITIONS}))
     if not out:
         raise InputError(source, "no rule triplets")
+    return out
+
+
+def requests_as_rules(
+    jbb_file: str | Path | None, split: str, seed_prompts: Sequence[str] = (), source: str = "seed prompts"
+) -> list[tuple[Rule, bool]]:
+    """Requests made rules (RULE_FROM_REQUEST): every JailbreakBench goal of `split` (harmful; read at run time,
+    third-party) and the seed-prompt-format rows' requests: harmful for a should-refuse category (-R, or SH-R2:
+    self-harm methods), harmless for should-comply (None, or -C); self-harm disclosures (SH-R1) are not requests.
+    Both kinds come in both styles (imperative JailbreakBench goals and casual questions), so style cannot stand in
+    for harm."""
+    out: list[tuple[Rule, bool]] = []
+    if jbb_file is not None:
+        goals = {json.loads(x)["goal"] for x in Path(jbb_file).read_text().splitlines() if x.strip() and
+                 jbb_split(json.loads(x)["behavior"]) == split}  # fmt: skip
+        out += [(Rule(text=RULE_FROM_REQUEST.format(g)), True) for g in sorted(goals)]
+    for _, obj in iter_jsonl(seed_prompts, source):
+        cat = str(obj.get("category", ""))
+        harmful = cat.endswith("-R") or cat == "SH-R2"
+        if isinstance(obj.get("prompt"), str) and (harmful or cat == "None" or cat.endswith("-C")):
+            out.append((Rule(text=RULE_FROM_REQUEST.format(obj["prompt"])), harmful))
     return out
 
 
