@@ -126,13 +126,15 @@ class Grader:
         self,
         readouts: Sequence[Readout],
         labels: Sequence[Mapping[str, bool]],
-        weights: Sequence[float],
+        weights: Sequence[float] | None,
         names: Sequence[str],
         spec,
         overrides=None,
         info: dict | None = None,
+        questions: Mapping[str, str] | None = None,
     ):
-        """Heads and calibrators fitted on this grader's readouts (heads.fit_heads, stamped with its identity)."""
+        """Heads and calibrators fitted on this grader's readouts (heads.fit_heads, stamped with its identity);
+        `questions`: hashes of what was asked (default: the policy's questions)."""
         from reward_service.grader.heads import fit_heads
 
         return fit_heads(
@@ -143,7 +145,7 @@ class Grader:
             engine_id=self.engine_id,
             prompt_version=self.fmt.version,
             layers=self.engine.layers,
-            questions=self.question_hashes(),
+            questions=self.question_hashes() if questions is None else questions,
             info=info,
             overrides=overrides,
             weights=weights,

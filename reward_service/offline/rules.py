@@ -34,7 +34,7 @@ from propositions import (
 )
 from reward_service.errors import InputError
 from reward_service.grader import GradeItem, Grader, iter_jsonl, rule_template_hashes
-from reward_service.grader.heads import FeatureSpec, GraderHeads, fit_heads
+from reward_service.grader.heads import FeatureSpec, GraderHeads
 from reward_service.offline.evaluation import fold_indices, score_propositions
 from reward_service.offline.jbb import jbb_split
 from reward_service.reward.linear import PairSet, fit_hinge, make_pairs, pairwise_error_rate
@@ -136,16 +136,7 @@ def fit_rule_heads(
     ros = grader.ask(items, questions, answer_states=True, progress=True)
     spec = FeatureSpec(pooled_stats=(), pooled_layers=(), answer_layers=tuple(range(len(grader.engine.layers))), C=C)
     labels = [t.labels for t in triplets]
-    heads = fit_heads(
-        ros,
-        labels,
-        RULE_PROPOSITIONS,
-        spec,
-        engine_id=grader.engine_id,
-        prompt_version=grader.fmt.version,
-        layers=grader.engine.layers,
-        questions=rule_template_hashes(grader.fmt),
-    )
+    heads = grader.fit_heads(ros, labels, None, RULE_PROPOSITIONS, spec, questions=rule_template_hashes(grader.fmt))
     groups = [t.rule_id for t in triplets]
     oof = np.zeros((len(triplets), len(RULE_PROPOSITIONS)))
     for j, name in enumerate(RULE_PROPOSITIONS):
