@@ -23,6 +23,34 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_common(ft)
     ft.set_defaults(func=cmd_features)
 
+    _register_synth(sub)
+
+    fi = sub.add_parser("fit", help="fit RBR weights on a features file (exact hinge-loss LP)")
+    fi.add_argument("--features", required=True, help="features file from `rbr features`")
+    fi.add_argument("--out", required=True, help="weights JSON to write")
+    fi.add_argument("--report", help="folder for report.json and rewards.png")
+    fi.add_argument("--margin", action="append", help="LABEL=X: margin of pairs whose worse label is LABEL (default 1)")
+    fi.add_argument("--l1", type=float, default=0.0, help="L1 penalty on the weights")
+    fi.add_argument(
+        "--l2",
+        type=float,
+        default=1e-3,
+        help="L2 penalty on the weights (a QP; default 1e-3: without it, features that separate a few "
+        "pairs get unbounded weights)",
+    )
+    add_common(fi)
+    fi.set_defaults(func=cmd_fit)
+
+    ev = sub.add_parser("eval-rewards", help="pairwise error rates of weights on a features file")
+    ev.add_argument("--features", required=True)
+    ev.add_argument("--weights", required=True)
+    ev.add_argument("--split", choices=["heldout", "train", "all"], default="all")
+    ev.add_argument("--json", action="store_true")
+    add_common(ev)
+    ev.set_defaults(func=cmd_eval_rewards)
+
+
+def _register_synth(sub: argparse._SubParsersAction) -> None:
     sy = sub.add_parser(
         "synth",
         help="generate graded comparison data from seed prompts (or rule triplets from rules) with the grader's LLM",
@@ -54,30 +82,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     sy.add_argument("--demos", help="kept synth rows to show as demonstrations (default: data/comparisons/synth.jsonl)")
     add_common(sy)
     sy.set_defaults(func=cmd_synth)
-
-    fi = sub.add_parser("fit", help="fit RBR weights on a features file (exact hinge-loss LP)")
-    fi.add_argument("--features", required=True, help="features file from `rbr features`")
-    fi.add_argument("--out", required=True, help="weights JSON to write")
-    fi.add_argument("--report", help="folder for report.json and rewards.png")
-    fi.add_argument("--margin", action="append", help="LABEL=X: margin of pairs whose worse label is LABEL (default 1)")
-    fi.add_argument("--l1", type=float, default=0.0, help="L1 penalty on the weights")
-    fi.add_argument(
-        "--l2",
-        type=float,
-        default=1e-3,
-        help="L2 penalty on the weights (a QP; default 1e-3: without it, features that separate a few "
-        "pairs get unbounded weights)",
-    )
-    add_common(fi)
-    fi.set_defaults(func=cmd_fit)
-
-    ev = sub.add_parser("eval-rewards", help="pairwise error rates of weights on a features file")
-    ev.add_argument("--features", required=True)
-    ev.add_argument("--weights", required=True)
-    ev.add_argument("--split", choices=["heldout", "train", "all"], default="all")
-    ev.add_argument("--json", action="store_true")
-    add_common(ev)
-    ev.set_defaults(func=cmd_eval_rewards)
 
 
 def cmd_features(args: argparse.Namespace) -> int:
