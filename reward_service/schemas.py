@@ -58,10 +58,16 @@ Prompt = str | list[Message]
 RewardFn = Callable[[Sequence[Prompt | list[dict]], Sequence[str], Sequence[str | None]], list[float]]
 
 
+#: A rule's text: 1 to 1000 characters, not all whitespace.
+RuleText = Annotated[
+    str, Field(min_length=1, max_length=1000, pattern=r"\S", description="The rule, in plain language.")
+]
+
+
 class RuleIn(_Strict):
     """A deployment rule that outranks the user (SoFA)."""
 
-    text: str = Field(min_length=1, max_length=1000, description="The rule, in plain language.")
+    text: RuleText
     priority: int = Field(1, ge=1, le=10, description="Weight of the rule's term: 1 normal, higher weighs more.")
 
 
@@ -88,7 +94,7 @@ class RewardItem(_Strict):
     )
     response_type: str | None = Field(None, description="comply, hard_refuse, safe_refuse_1, safe_refuse_2.")
     category: str | None = Field(None, description="Content-policy category; maps to a response type.")
-    rules: list[str | RuleIn] | None = Field(
+    rules: list[RuleText | RuleIn] | None = Field(
         None, description="Deployment rules that outrank the user (at most RBR_MAX_RULES); a string is priority 1."
     )
     rules_from_system: StrictBool = Field(
