@@ -201,7 +201,10 @@ class PromptsSummary:
     def table(self) -> str:
         lines = [f"{'category':10} {'kept':>5} {'tries':>6} {'yield':>6} {'distinct-2':>10}  dropped"]
         for c in sorted(self.tries):
-            drops = ", ".join(f"{n} {r.split(' (')[0]}" for r, n in self.dropped.get(c, Counter()).most_common())
+            by_kind = Counter()
+            for r, n in self.dropped.get(c, Counter()).items():
+                by_kind[r.split(" (")[0]] += n  # "off topic (no word of 'x')": one count per kind of reason
+            drops = ", ".join(f"{n} {r}" for r, n in by_kind.most_common())
             k, n = self.kept[c], self.tries[c]
             lines.append(
                 f"{c:10} {k:5d} {n:6d} {k / n if n else 0:6.2f} {distinct_n(self.texts.get(c, [])):10.2f}  {drops}"

@@ -88,12 +88,14 @@ def test_kept_prompts_rejections_with_reasons_and_resume(tmp_path):
 @pytest.mark.model
 def test_rbr_prompts_with_the_embedded_writer_writes_a_valid_seed_prompt_file(tmp_path):
     out = tmp_path / "redteam.jsonl"
-    cmd = [sys.executable, "-m", "reward_service.cli", "prompts", "--out", str(out), "--categories", "SH-R2"]
-    cmd += ["--per-category", "2", "--new-topics", "2", "--max-new-tokens", "48"]
+    # SH-C: the category where the 135M writer's requests pass every check soonest (most drafts of K-R or H-R
+    # are not requests or are off their topic; README: what the 135M writer cannot do)
+    cmd = [sys.executable, "-m", "reward_service.cli", "prompts", "--out", str(out), "--categories", "SH-C"]
+    cmd += ["--per-category", "1", "--new-topics", "2", "--max-new-tokens", "48"]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
-    assert "distinct-2" in r.stdout and "SH-R2" in r.stdout
+    assert "distinct-2" in r.stdout and "SH-C" in r.stdout
     rows = [json.loads(x) for x in out.read_text().splitlines()]
-    assert 1 <= len(rows) <= 2 and all(r["category"] == "SH-R2" and r["type"] and r["topic"] for r in rows)
+    assert len(rows) == 1 and all(r["category"] == "SH-C" and r["type"] and r["topic"] for r in rows)
     records = load_prompts(TrainConfig(prompts=str(out), split=None))  # the trainer and eval-policy read it
-    assert [rec.category for rec in records] == ["SH-R2"] * len(rows)
+    assert [rec.category for rec in records] == ["SH-C"]
