@@ -20,18 +20,30 @@ import torch
 
 from reward_service.grader._prompt import EncodedItem
 
-__all__ = ["GraderEngine", "READOUT_VERSION", "Readout", "Strategy", "TransformersEngine", "YES_WORDS", "NO_WORDS"]
+__all__ = [
+    "EDGE_TOKENS",
+    "GraderEngine",
+    "POOL_STATS",
+    "READOUT_VERSION",
+    "Readout",
+    "Strategy",
+    "TransformersEngine",
+    "YES_WORDS",
+    "NO_WORDS",
+]
 
 YES_WORDS = ("yes", "Yes", " yes", " Yes", "YES")
 NO_WORDS = ("no", "No", " no", " No", "NO")
 Strategy = Literal["naive", "batched", "prefix"]
-READOUT_VERSION = 2  # bump when what a Readout holds changes (cached readouts are keyed by it)
+POOL_STATS = ("mean", "max", "opening", "closing")  # Readout.pooled's first axis
+EDGE_TOKENS = 24  # 'opening' / 'closing': the mean over the completion's first / last this many tokens
+READOUT_VERSION = 3  # bump when what a Readout holds changes (cached readouts are keyed by it)
 
 
 @dataclass
 class Readout:
     yes_logit: np.ndarray  # (n_questions,) log P(yes-variants) - log P(no-variants)
-    pooled: np.ndarray  # (2, n_layers, H) mean and max of the hidden states over the completion's tokens
+    pooled: np.ndarray  # (4, n_layers, H) POOL_STATS of the hidden states over the completion's tokens
     answer: np.ndarray | None  # (n_questions, n_layers, H) hidden state at each question's answer position
     tokens: int  # tokens processed for this item
 
@@ -172,13 +184,15 @@ class TransformersEngine:
         return out  # type: ignore[return-value]
 
     def _pool(self, hidden_states, row: int, span: tuple[int, int]) -> np.ndarray:
-        """Mean and max over the completion's tokens, per read-out layer: (2, L, H)."""
+        """POOL_STATS over the completion's tokens, per read-out layer: (4, L, H)."""
         a, b = span
         b = max(b, a + 1)  # an empty completion still reads one position
         per_layer = [hidden_states[layer][row, a:b].float() for layer in self.layers]  # L x (T, H)
         mean = torch.stack([h.mean(0) for h in per_layer])  # (L, H)
         peak = torch.stack([h.max(0).values for h in per_layer])  # (L, H)
-        return torch.stack([mean, peak]).numpy()
+        opening = torch.stack([h[:EDGE_TOKENS].mean(0) for h in per_layer])  # (L, H) how it starts
+        closing = torch.stack([h[-EDGE_TOKENS:].mean(0) for h in per_layer])  # (L, H) how it ends
+        return torch.stack([mean, peak, opening, closing]).numpy()
 
     def _full(self, seqs: list[list[int]], span: tuple[int, int]):
         """Right-padded full forward. -> (final states (n,H), answer states (n,L,H), pooled (L,H))."""

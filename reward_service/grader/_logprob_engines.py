@@ -22,7 +22,7 @@ import numpy as np
 
 from reward_service._http import post_json
 from reward_service.errors import GraderError, GraderTimeout, ModelLoadError
-from reward_service.grader._engine import Readout
+from reward_service.grader._engine import POOL_STATS, Readout
 from reward_service.grader._prompt import EncodedItem
 
 __all__ = ["OpenAIEngine", "VLLMEngine", "yes_logit_from_top"]
@@ -114,7 +114,10 @@ class OpenAIEngine:
             floor = min((float(lp) for lp in top.values()), default=0.0)
             z.append(yes_logit_from_top(ids, self.yes_ids, self.no_ids, floor))
         return Readout(
-            np.array(z, dtype=np.float32), np.zeros((2, 0, 0), np.float32), None, sum(len(p) for p in prompts)
+            np.array(z, dtype=np.float32),
+            np.zeros((len(POOL_STATS), 0, 0), np.float32),
+            None,
+            sum(len(p) for p in prompts),
         )
 
     def readout(self, enc: EncodedItem, strategy: str = "prefix", answer_states: bool = False) -> Readout:
@@ -174,5 +177,7 @@ class VLLMEngine:
                 z.append(yes_logit_from_top(top, self.yes_ids, self.no_ids))
             k += len(e.suffix_ids)
             n_tokens = sum(len(e.prefix_ids) + len(s) for s in e.suffix_ids)
-            readouts.append(Readout(np.array(z, dtype=np.float32), np.zeros((2, 0, 0), np.float32), None, n_tokens))
+            readouts.append(
+                Readout(np.array(z, dtype=np.float32), np.zeros((len(POOL_STATS), 0, 0), np.float32), None, n_tokens)
+            )
         return readouts

@@ -23,19 +23,16 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
 from reward_service.errors import HeadsError
-from reward_service.grader._engine import Readout
+from reward_service.grader._engine import POOL_STATS, Readout
 
 __all__ = ["FeatureSpec", "GraderHeads", "head_features", "load_head_specs", "model_of", "question_hash"]
-
-
-POOL_STATS = ("mean", "max")  # the order of `Readout.pooled`'s first axis
 
 
 @dataclass(frozen=True)
 class FeatureSpec:
     """Which parts of a readout a head reads. Layer entries index the engine's read-out layers."""
 
-    pooled_stats: tuple[str, ...] = POOL_STATS
+    pooled_stats: tuple[str, ...] = ("mean", "max")  # of POOL_STATS
     pooled_layers: tuple[int, ...] = (0, 1, 2, 3)
     answer_layers: tuple[int, ...] = ()
     logit: bool = False

@@ -34,7 +34,7 @@ from propositions import (
 )
 from reward_service.errors import InputError
 from reward_service.grader import GradeItem, Grader, iter_jsonl, rule_template_hashes
-from reward_service.grader.heads import FeatureSpec, GraderHeads
+from reward_service.grader.heads import FeatureSpec, GraderHeads, head_features
 from reward_service.offline.evaluation import fold_indices, score_propositions
 from reward_service.offline.jbb import jbb_split
 from reward_service.reward.linear import PairSet, fit_hinge, make_pairs, pairwise_error_rate
@@ -149,7 +149,7 @@ def fit_rule_heads(
     harm_items = [GradeItem(({"role": "user", "content": RULE_HARM_PROMPT},), r.text, "comply") for r, _ in safety]
     harm_ros = grader.readouts(harm_items, [[]] * len(harm_items))
     hspec = FeatureSpec(C=C)
-    xh = np.stack([ro.pooled.ravel() for ro in harm_ros])  # (m, 2 * L * H)
+    xh = head_features(harm_ros, None, hspec)  # (m, 2 * L * H)
     yh = np.array([h for _, h in safety])
     heads.heads[RULE_HARMFUL] = GraderHeads.fit_head(xh, yh, hspec)
     harm = score_propositions({RULE_HARMFUL: yh}, {RULE_HARMFUL: _cv(xh, yh, [r.text for r, _ in safety], hspec)})

@@ -84,3 +84,29 @@ def test_serving_engines_refuse_hidden_state_readouts():
     engine = OpenAIEngine.__new__(OpenAIEngine)  # no server needed: pooled() fails before any I/O
     with pytest.raises(GraderError, match="grader_backend 'openai' returns no hidden states.*'transformers'"):
         engine.pooled([])
+
+
+def test_pooled_stats_read_the_whole_completion_its_opening_and_its_closing():
+    """`_pool` (POOL_STATS): mean and max over the completion span; opening / closing = the mean over its first /
+    last EDGE_TOKENS tokens, which are the mean itself when the completion is shorter than that."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from reward_service.grader._engine import EDGE_TOKENS, POOL_STATS
+
+    rng = np.random.default_rng(0)
+    t, a = EDGE_TOKENS * 3, 5
+    hs = [torch.tensor(rng.normal(size=(1, t, 8)), dtype=torch.float32) for _ in range(3)]  # layers x (1, T, H)
+    fake = SimpleNamespace(layers=(0, 2))
+    pooled = TransformersEngine._pool(fake, hs, 0, (a, t))  # (4, L, H)
+    assert pooled.shape == (len(POOL_STATS), 2, 8)
+    span = hs[2][0, a:t].numpy()  # layer 2, the completion's tokens
+    np.testing.assert_allclose(pooled[POOL_STATS.index("mean"), 1], span.mean(0), atol=1e-6)
+    np.testing.assert_allclose(pooled[POOL_STATS.index("max"), 1], span.max(0), atol=1e-6)
+    np.testing.assert_allclose(pooled[POOL_STATS.index("opening"), 1], span[:EDGE_TOKENS].mean(0), atol=1e-6)
+    np.testing.assert_allclose(pooled[POOL_STATS.index("closing"), 1], span[-EDGE_TOKENS:].mean(0), atol=1e-6)
+    assert not np.allclose(pooled[POOL_STATS.index("opening")], pooled[POOL_STATS.index("mean")])
+    short = TransformersEngine._pool(fake, hs, 0, (a, a + 3))  # 3 tokens: every mean is the same mean
+    np.testing.assert_allclose(short[POOL_STATS.index("opening")], short[POOL_STATS.index("mean")], atol=1e-6)
+    np.testing.assert_allclose(short[POOL_STATS.index("closing")], short[POOL_STATS.index("mean")], atol=1e-6)
