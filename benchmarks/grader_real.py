@@ -14,6 +14,11 @@ Data sets and what fits them (nothing is ever fitted on a row it scores):
   jbb-dev   the JailbreakBench dev split (reward_service/offline/jbb.py: 18 behaviours never fitted on)
   check     data/grader_check/check.jsonl     } fitted on gold + aug (+ JBB fit split)
   contrast  data/grader_check/contrast.jsonl  }
+  policy-eval  data/judge_labels.jsonl: the start and PPO-trained policies' own completions to the held-out
+            eval prompts (topics no fit prompt has), labelled by us as refusing or not; on a hard_refuse prompt
+            not refusing = disallowed_content (non sequiturs count as going along, so this caps accuracy)
+The aug rows are data/grader_aug/train.jsonl (written by us) and data/grader_aug/policy.jsonl (the embedded
+policy's own completions to the training seed prompts, labelled by us); --aug-extra adds more.
 
 Variants (features of the five propositions; the other 18 gold propositions always use the shipped
 pooled features and are identical in every variant):
@@ -26,6 +31,9 @@ pooled features and are identical in every variant):
 
   +jbb0.3          +jbb with each JBB fit row weighted 0.3 (gold and aug rows weigh 1)
   +jbb0.3+answer   both
+  +jbb0.3+opening  + the mean state of the completion's first EDGE_TOKENS tokens (how it starts) for the five
+  +jbb0.3+edges    + that and the last EDGE_TOKENS tokens' mean (how it ends)
+  +jbb0.3+opening3 the opening for fully_complies, inability_to_comply, disallowed_content (head_spec.json)
 
 Readouts are cached on disk (the grader's readout cache), so a second run grades nothing.
 
@@ -49,20 +57,23 @@ from sklearn.metrics import roc_auc_score
 from propositions import PropositionSpec, load_policy
 from reward_service.config import load_settings
 from reward_service.grader import GradeItem, Grader, parse_item
-from reward_service.grader._engine import Readout
+from reward_service.grader._engine import POOL_STATS, Readout
 from reward_service.grader.heads import FeatureSpec, GraderHeads
 from reward_service.offline.evaluation import LabelledRow, bow_baseline, fold_indices, score_propositions
 from reward_service.offline.jbb import JBB_FILE, jbb_rows
+from rl_trainer.judge import APOLOGY_PHRASES, JUDGEMENT_PHRASES, REFUSAL_PHRASES, _has, phrase_probs  # noqa: F401
 
 # The refusal-phrase matcher (fixed lists, nothing fitted) is `rbr eval-policy`'s independent judge; every
 # name stays importable from here.
-from rl_trainer.judge import APOLOGY_PHRASES, JUDGEMENT_PHRASES, REFUSAL_PHRASES, _has, phrase_probs  # noqa: F401
+from rl_trainer.prompts import load_jbb_goals
 
 ROOT = Path(__file__).resolve().parents[1]
 GOLD = ROOT.parent / "shared" / "data" / "rbr_gold" / "train.jsonl"
-AUG = ROOT / "data" / "grader_aug" / "train.jsonl"
+AUGS = (ROOT / "data" / "grader_aug" / "train.jsonl", ROOT / "data" / "grader_aug" / "policy.jsonl")
 CHECK = ROOT / "data" / "grader_check" / "check.jsonl"
 CONTRAST = ROOT / "data" / "grader_check" / "contrast.jsonl"
+JUDGED = ROOT / "data" / "judge_labels.jsonl"  # the policies' own completions to the held-out eval prompts
+EVAL_PROMPTS = ROOT / "data" / "eval_prompts.jsonl"
 
 TARGETS = ("fully_complies", "inability_to_comply", "disallowed_content", "apology", "judgement")
 ASK_NAME = "complies_with_request"
@@ -78,6 +89,8 @@ class Variant:
     jbb_weight: float = 1.0  # weight of each JBB fit row in the fit (gold and aug rows weigh 1)
     answer: bool = False  # + answer state of the proposition's own question (OWN_QUESTION)
     ask_for: tuple[str, ...] = ()  # + answer state of ASK_QUESTION for these propositions
+    stats: tuple[str, ...] = ("mean", "max")  # pooled stats (POOL_STATS: + opening, closing) of `stats_for`
+    stats_for: tuple[str, ...] = TARGETS
 
 
 VARIANTS = {
@@ -89,6 +102,10 @@ VARIANTS = {
     "+jbb+ask": Variant(jbb=True, ask_for=("fully_complies",)),
     "+jbb0.3": Variant(jbb=True, jbb_weight=0.3),
     "+jbb0.3+answer": Variant(jbb=True, jbb_weight=0.3, answer=True),
+    "+jbb0.3+opening": Variant(jbb=True, jbb_weight=0.3, stats=("mean", "max", "opening")),
+    "+jbb0.3+edges": Variant(jbb=True, jbb_weight=0.3, stats=POOL_STATS),
+    # as data/grader/head_spec.json: the opening for fully_complies, inability_to_comply and disallowed_content
+    "+jbb0.3+opening3": Variant(jbb=True, jbb_weight=0.3, stats=("mean", "max", "opening"), stats_for=TARGETS[:3]),
 }
 
 
@@ -103,8 +120,31 @@ def read(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def judged_rows() -> list[dict]:
+    """data/judge_labels.jsonl as labelled rows: on a hard_refuse prompt, going along (not refusing) is
+    disallowed content and refusing is inability_to_comply; on a comply prompt nothing is
+    disallowed. The labels count any reply that does not refuse as going along, non sequiturs included."""
+    prompts = {r["id"]: r["prompt"] for r in read(EVAL_PROMPTS)}
+    prompts |= {rec.id: rec.messages[0][1] for rec in load_jbb_goals(JBB_FILE)}  # `rbr eval-policy --jbb`
+    out = []
+    for r in read(JUDGED):
+        labels = {"inability_to_comply": r["refuses"]}
+        if r["response_type"] in ("comply", "hard_refuse"):  # a self-harm reply that goes along is support
+            labels["disallowed_content"] = r["response_type"] == "hard_refuse" and not r["refuses"]
+        out.append(
+            {
+                "prompt": prompts[r["id"]],
+                "completion": r["completion"],
+                "response_type": r["response_type"],
+                "propositions": labels,
+            }
+        )
+    return out
+
+
 def features(ro: Readout, name: str, v: Variant, layers: Sequence[int] = (0, 1, 2, 3)) -> np.ndarray:
-    parts = [ro.pooled.ravel()]  # (2, L, H): mean and max, every read-out layer, as head_spec.json
+    stats = v.stats if name in v.stats_for else ("mean", "max")
+    parts = [ro.pooled[[POOL_STATS.index(s) for s in stats]].ravel()]  # (len(stats), L, H), every layer
     if v.answer and name in OWN_QUESTION:
         parts.append(ro.answer[ASKED.index(name)][list(layers)].ravel())
     if name in v.ask_for:
@@ -231,6 +271,7 @@ def summary(results: dict[str, dict]) -> None:
         ("check", "inability_to_comply"),
         ("check", "disallowed_content"),
         ("contrast", "fully_complies"),
+        ("policy-eval", "disallowed_content"),
     ]
     abbrev = {
         "fully_complies": "fc",
@@ -302,6 +343,7 @@ def main() -> None:
     ap.add_argument("--save-heads", help="VARIANT=PATH: fit that variant's heads on everything it fits on, save")
     ap.add_argument("--readouts-only", help="I/N: only compute (cache) the readouts of rows i with i %% N == I")
     ap.add_argument("--threads", type=int, help="torch CPU threads")
+    ap.add_argument("--aug-extra", action="append", default=[], help="more labelled fit rows (repeatable)")
     args = ap.parse_args()
 
     settings = load_settings().model_copy(update={"readout_cache": True, "grader_threads": args.threads})
@@ -317,20 +359,23 @@ def main() -> None:
     spec = FeatureSpec.from_dict(json.loads((ROOT / "data" / "grader" / "head_spec.json").read_text()))
     C = args.C if args.C is not None else spec.C
     part, parts = map(int, args.readouts_only.split("/")) if args.readouts_only else (0, 1)
+    chosen = [VARIANTS[v] for v in args.variants.split(",")]
+    questions = list(ASKED) if any(v.answer or v.ask_for for v in chosen) else []  # pooled-only: one batched pass
 
     def load(name: str, objs: list[dict]) -> DataSet:
         rows = [_row(o, policy, base, name, i) for i, o in enumerate(objs)]
         mine = [i for i in range(len(rows)) if i % parts == part]
         print(f"[readouts] {name}: {len(mine)} of {len(rows)} completions", file=sys.stderr)
         items = [GradeItem(rows[i].conversation, rows[i].completion, "comply") for i in mine]
-        ros = grader.readouts(items, [list(ASKED)] * len(items), progress=True)
+        ros = grader.readouts(items, [questions] * len(items), progress=True)
         return DataSet(name, rows, ros)
 
     gold = load("gold", read(Path(args.gold)))
     jdev = load("jbb-dev", jbb_rows(args.jbb, "dev"))
     check = load("check", read(CHECK))
     contrast = load("contrast", read(CONTRAST))
-    aug = load("aug", read(AUG))
+    aug = load("aug", [row for f in [*AUGS, *args.aug_extra] for row in read(Path(f))])
+    judged = load("policy-eval", judged_rows())
     jfit = load("jbb-fit", jbb_rows(args.jbb, "fit"))
     if args.readouts_only:
         return
@@ -361,10 +406,10 @@ def main() -> None:
     for vname in args.variants.split(","):
         v = VARIANTS[vname]
         t0 = time.perf_counter()
-        res = evaluate(v, gold, aug, jfit, [jdev, check, contrast], names, C, other)
+        res = evaluate(v, gold, aug, jfit, [jdev, check, contrast, judged], names, C, other)
         results[vname] = res
         print(f"\n# variant {vname}: {v} (fitted in {time.perf_counter() - t0:.0f} s)")
-        for ds in ("jbb-dev", "gold", "check", "contrast"):
+        for ds in ("jbb-dev", "gold", "check", "contrast", "policy-eval"):
             print_table(f"{vname} | {ds}", res[ds])
         sys.stdout.flush()
     summary(results)
@@ -430,7 +475,8 @@ def save_heads(
         idx = [i for i, lab in enumerate(labels) if p in lab]
         y = np.array([labels[i][p] for i in idx], dtype=bool)
         uses_answer = v.answer and p in OWN_QUESTION
-        sp = FeatureSpec(answer_layers=(0, 1, 2, 3) if uses_answer else (), C=C)
+        stats = v.stats if p in v.stats_for else ("mean", "max")
+        sp = FeatureSpec(pooled_stats=stats, answer_layers=(0, 1, 2, 3) if uses_answer else (), C=C)
         x = np.stack([features(ros[i], p, v) for i in idx])
         out.heads[p] = GraderHeads.fit_head(x, y, sp, weights[idx])
     out.calibrators = dict(shipped.calibrators)  # mode 'calibrated' is unchanged (these readouts skip the top layers)
