@@ -74,7 +74,7 @@ from propositions import PropositionSpec, load_policy  # noqa: E402
 from reward_service.config import load_settings  # noqa: E402
 from reward_service.grader import GradeItem, Grader  # noqa: E402
 from reward_service.grader._engine import _read_layers  # noqa: E402
-from reward_service.grader.heads import FeatureSpec, GraderHeads, load_head_specs  # noqa: E402
+from reward_service.grader.heads import FeatureSpec, GraderHeads  # noqa: E402
 from reward_service.offline.evaluation import fold_indices  # noqa: E402
 from reward_service.offline.jbb import jbb_rows  # noqa: E402
 
@@ -242,13 +242,9 @@ def main() -> None:
     gr.truncate_to_readout_layers(grader)
     ro_layers = grader.engine.layers
     start = max(ro_layers) - args.k
-    C = load_head_specs(__import__("json").loads((gr.ROOT / "data/grader/head_spec.json").read_text()))[0].C
+    C = FeatureSpec.from_dict(__import__("json").loads((gr.ROOT / "data/grader/head_spec.json").read_text())).C
 
-    sets = {
-        "gold": gr.read(gr.GOLD),
-        "aug": [row for f in gr.AUGS for row in gr.read(f)],
-        "jbb-fit": jbb_rows(gr.JBB_FILE, "fit"),
-    }
+    sets = {"gold": gr.read(gr.GOLD), "aug": gr.read(gr.AUG), "jbb-fit": jbb_rows(gr.JBB_FILE, "fit")}
     if not args.no_dev:
         sets["jbb-dev"] = jbb_rows(gr.JBB_FILE, "dev")
     rows = {k: [gr._row(o, policy, base_policy, k, i) for i, o in enumerate(v)] for k, v in sets.items()}
@@ -260,7 +256,7 @@ def main() -> None:
     for k, rs in rows.items():
         items = [GradeItem(r.conversation, r.completion, "comply") for r in rs]
         ros = grader.readouts(items, [list(gr.ASKED)] * len(items), progress=True)  # cached by grader_real
-        pooled[k] = np.stack([ro.pooled[:2] for ro in ros]).astype(np.float32)  # (n, 2, L, H): mean, max
+        pooled[k] = np.stack([ro.pooled for ro in ros]).astype(np.float32)  # (n, 2, L, H)
         path = cache / f"{k}-in{start}-{tag}.pt"
         if path.exists():
             states[k] = torch.load(path)

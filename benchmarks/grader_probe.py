@@ -182,7 +182,7 @@ def main() -> None:
         base.layers = base.layers[:keep]
     sets = {
         "gold": gr.read(gr.GOLD),
-        "aug": [row for f in gr.AUGS for row in gr.read(f)],
+        "aug": gr.read(gr.AUG),
         "jbb-fit": jbb_rows(gr.JBB_FILE, "fit"),
         "jbb-dev": jbb_rows(gr.JBB_FILE, "dev"),
         "check": gr.read(gr.CHECK),

@@ -58,7 +58,7 @@ from propositions import PropositionSpec, load_policy
 from reward_service.config import load_settings
 from reward_service.grader import GradeItem, Grader, parse_item
 from reward_service.grader._engine import POOL_STATS, Readout
-from reward_service.grader.heads import FeatureSpec, GraderHeads, load_head_specs
+from reward_service.grader.heads import FeatureSpec, GraderHeads
 from reward_service.offline.evaluation import LabelledRow, bow_baseline, fold_indices, score_propositions
 from reward_service.offline.jbb import JBB_FILE, jbb_rows
 from rl_trainer.judge import APOLOGY_PHRASES, JUDGEMENT_PHRASES, REFUSAL_PHRASES, _has, phrase_probs  # noqa: F401
@@ -356,7 +356,7 @@ def main() -> None:
             grader, [_row(r, policy, base, "jbb-dev", i) for i, r in enumerate(jbb_rows(args.jbb, "dev"))], args.timing
         )
     truncate_to_readout_layers(grader)
-    spec, _ = load_head_specs(json.loads((ROOT / "data" / "grader" / "head_spec.json").read_text()))  # C
+    spec = FeatureSpec.from_dict(json.loads((ROOT / "data" / "grader" / "head_spec.json").read_text()))
     C = args.C if args.C is not None else spec.C
     part, parts = map(int, args.readouts_only.split("/")) if args.readouts_only else (0, 1)
     chosen = [VARIANTS[v] for v in args.variants.split(",")]
