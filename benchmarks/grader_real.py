@@ -69,7 +69,7 @@ from rl_trainer.prompts import load_jbb_goals
 
 ROOT = Path(__file__).resolve().parents[1]
 GOLD = ROOT.parent / "shared" / "data" / "rbr_gold" / "train.jsonl"
-AUGS = (ROOT / "data" / "grader_aug" / "train.jsonl", ROOT / "data" / "grader_aug" / "policy.jsonl")
+AUGS = tuple(sorted((ROOT / "data" / "grader_aug").glob("*.jsonl")))
 CHECK = ROOT / "data" / "grader_check" / "check.jsonl"
 CONTRAST = ROOT / "data" / "grader_check" / "contrast.jsonl"
 JUDGED = ROOT / "data" / "judge_labels.jsonl"  # the policies' own completions to the held-out eval prompts

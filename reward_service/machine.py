@@ -7,6 +7,7 @@ that emulate it 2-4x slower. Measured once per machine and cached. torch is impo
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 from reward_service.paths import cache_dir
@@ -14,6 +15,11 @@ from reward_service.paths import cache_dir
 __all__ = ["choose_dtype", "matmul_gflops"]
 
 log = logging.getLogger(__name__)
+
+#: Environment variables that limit which instructions torch and oneDNN use. `ONEDNN_MAX_CPU_ISA=AVX512_CORE`
+#: turns a CPU with native bf16 into one that emulates it (benchmarks/grader_throughput.py measures the slow
+#: kind of CPU this way), so they are part of the measured machine.
+ISA_ENV = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY")
 
 
 def matmul_gflops(dtype: str, m: int = 256, k: int = 576, n: int = 1536, repeats: int = 8) -> float:
@@ -36,7 +42,7 @@ def matmul_gflops(dtype: str, m: int = 256, k: int = 576, n: int = 1536, repeats
 def choose_dtype(requested: str = "auto") -> str:
     """The compute dtype: `requested`, or for "auto" bfloat16 where this CPU computes it faster than float32
     (native bf16: AMX or AVX512-BF16) and float32 where bf16 is emulated (2-4x slower). Measured once per
-    machine (CPU model and flags, torch version) and cached in the cache folder."""
+    machine (CPU model and flags, torch version, the ISA_ENV limits) and cached in the cache folder."""
     if requested != "auto":
         return requested
     import hashlib
@@ -49,7 +55,8 @@ def choose_dtype(requested: str = "auto") -> str:
     if Path("/proc/cpuinfo").exists():
         lines = Path("/proc/cpuinfo").read_text().splitlines()
         cpu = "|".join(sorted({ln for ln in lines if ln.startswith(("model name", "flags"))}))
-    key = hashlib.sha256(f"{platform.machine()}|{cpu}|{torch.__version__}".encode()).hexdigest()[:16]
+    isa = "|".join(f"{v}={os.environ.get(v, '')}" for v in ISA_ENV)  # limits on the instructions torch may use
+    key = hashlib.sha256(f"{platform.machine()}|{cpu}|{torch.__version__}|{isa}".encode()).hexdigest()[:16]
     path = cache_dir() / "dtype" / f"{key}.json"
     try:
         return json.loads(path.read_text())["dtype"]
