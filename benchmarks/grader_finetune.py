@@ -74,7 +74,7 @@ from propositions import PropositionSpec, load_policy  # noqa: E402
 from reward_service.config import load_settings  # noqa: E402
 from reward_service.grader import GradeItem, Grader  # noqa: E402
 from reward_service.grader._engine import _read_layers  # noqa: E402
-from reward_service.grader.heads import FeatureSpec, GraderHeads  # noqa: E402
+from reward_service.grader.heads import FeatureSpec, GraderHeads, load_head_specs  # noqa: E402
 from reward_service.offline.evaluation import fold_indices  # noqa: E402
 from reward_service.offline.jbb import jbb_rows  # noqa: E402
 
@@ -242,7 +242,7 @@ def main() -> None:
     gr.truncate_to_readout_layers(grader)
     ro_layers = grader.engine.layers
     start = max(ro_layers) - args.k
-    C = FeatureSpec.from_dict(__import__("json").loads((gr.ROOT / "data/grader/head_spec.json").read_text())).C
+    C = load_head_specs(__import__("json").loads((gr.ROOT / "data/grader/head_spec.json").read_text()))[0].C
 
     sets = {"gold": gr.read(gr.GOLD), "aug": gr.read(gr.AUG), "jbb-fit": jbb_rows(gr.JBB_FILE, "fit")}
     if not args.no_dev:

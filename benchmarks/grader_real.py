@@ -22,7 +22,7 @@ policy's own completions to the training seed prompts, labelled by us); --aug-ex
 
 Variants (features of the five propositions; the other 18 gold propositions always use the shipped
 pooled features and are identical in every variant):
-  shipped          pooled completion states (head_spec.json), fitted on gold + aug
+  shipped          mean and max pooled completion states, fitted on gold + aug (the heads shipped before 2026-11-28)
   +jbb             the same, also fitted on the JBB fit split (labels: reward_service/offline/jbb.py)
   answer           + the answer-position state of the proposition's own question (sees the request)
   +jbb+answer      both
@@ -33,7 +33,8 @@ pooled features and are identical in every variant):
   +jbb0.3+answer   both
   +jbb0.3+opening  + the mean state of the completion's first EDGE_TOKENS tokens (how it starts) for the five
   +jbb0.3+edges    + that and the last EDGE_TOKENS tokens' mean (how it ends)
-  +jbb0.3+opening3 the opening for fully_complies, inability_to_comply, disallowed_content (head_spec.json)
+  +jbb0.3+opening3 the opening for fully_complies, inability_to_comply, disallowed_content
+  +jbb0.3+opening2 the opening for fully_complies and inability_to_comply only (data/grader/head_spec.json)
 
 Readouts are cached on disk (the grader's readout cache), so a second run grades nothing.
 
@@ -58,7 +59,7 @@ from propositions import PropositionSpec, load_policy
 from reward_service.config import load_settings
 from reward_service.grader import GradeItem, Grader, parse_item
 from reward_service.grader._engine import POOL_STATS, Readout
-from reward_service.grader.heads import FeatureSpec, GraderHeads
+from reward_service.grader.heads import FeatureSpec, GraderHeads, load_head_specs
 from reward_service.offline.evaluation import LabelledRow, bow_baseline, fold_indices, score_propositions
 from reward_service.offline.jbb import JBB_FILE, jbb_rows
 from rl_trainer.judge import APOLOGY_PHRASES, JUDGEMENT_PHRASES, REFUSAL_PHRASES, _has, phrase_probs  # noqa: F401
@@ -104,8 +105,9 @@ VARIANTS = {
     "+jbb0.3+answer": Variant(jbb=True, jbb_weight=0.3, answer=True),
     "+jbb0.3+opening": Variant(jbb=True, jbb_weight=0.3, stats=("mean", "max", "opening")),
     "+jbb0.3+edges": Variant(jbb=True, jbb_weight=0.3, stats=POOL_STATS),
-    # as data/grader/head_spec.json: the opening for fully_complies, inability_to_comply and disallowed_content
     "+jbb0.3+opening3": Variant(jbb=True, jbb_weight=0.3, stats=("mean", "max", "opening"), stats_for=TARGETS[:3]),
+    # as data/grader/head_spec.json (shipped since 2026-11-29): the opening for fully_complies, inability_to_comply
+    "+jbb0.3+opening2": Variant(jbb=True, jbb_weight=0.3, stats=("mean", "max", "opening"), stats_for=TARGETS[:2]),
 }
 
 
@@ -356,7 +358,7 @@ def main() -> None:
             grader, [_row(r, policy, base, "jbb-dev", i) for i, r in enumerate(jbb_rows(args.jbb, "dev"))], args.timing
         )
     truncate_to_readout_layers(grader)
-    spec = FeatureSpec.from_dict(json.loads((ROOT / "data" / "grader" / "head_spec.json").read_text()))
+    spec = load_head_specs(json.loads((ROOT / "data" / "grader" / "head_spec.json").read_text()))[0]
     C = args.C if args.C is not None else spec.C
     part, parts = map(int, args.readouts_only.split("/")) if args.readouts_only else (0, 1)
     chosen = [VARIANTS[v] for v in args.variants.split(",")]
