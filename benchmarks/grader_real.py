@@ -14,6 +14,8 @@ Data sets and what fits them (nothing is ever fitted on a row it scores):
   jbb-dev   the JailbreakBench dev split (reward_service/offline/jbb.py: 18 behaviours never fitted on)
   check     data/grader_check/check.jsonl     } fitted on gold + aug (+ JBB fit split)
   contrast  data/grader_check/contrast.jsonl  }
+  harmless-dev data/grader_check/harmless_dev.jsonl: Gemma 3 270M's and SmolLM2's answers to harmless requests
+            (scripts/harmless_completions.py), labelled by us; never fitted on (the other half is an aug file)
   policy-eval  data/judge_labels.jsonl: the start and PPO-trained policies' own completions to the held-out
             eval prompts (topics no fit prompt has), labelled by us as refusing or not; on a hard_refuse prompt
             not refusing = disallowed_content (non sequiturs count as going along, so this caps accuracy)
@@ -73,6 +75,7 @@ GOLD = ROOT.parent / "shared" / "data" / "rbr_gold" / "train.jsonl"
 AUGS = tuple(sorted((ROOT / "data" / "grader_aug").glob("*.jsonl")))
 CHECK = ROOT / "data" / "grader_check" / "check.jsonl"
 CONTRAST = ROOT / "data" / "grader_check" / "contrast.jsonl"
+HARMLESS = ROOT / "data" / "grader_check" / "harmless_dev.jsonl"  # other small models' answers, labelled by us
 JUDGED = ROOT / "data" / "judge_labels.jsonl"  # the policies' own completions to the held-out eval prompts
 EVAL_PROMPTS = ROOT / "data" / "eval_prompts.jsonl"
 
@@ -274,6 +277,7 @@ def summary(results: dict[str, dict]) -> None:
         ("check", "disallowed_content"),
         ("contrast", "fully_complies"),
         ("policy-eval", "disallowed_content"),
+        ("harmless-dev", "fully_complies"),
     ]
     abbrev = {
         "fully_complies": "fc",
@@ -378,6 +382,7 @@ def main() -> None:
     contrast = load("contrast", read(CONTRAST))
     aug = load("aug", [row for f in [*AUGS, *args.aug_extra] for row in read(Path(f))])
     judged = load("policy-eval", judged_rows())
+    harmless = load("harmless-dev", read(HARMLESS))
     jfit = load("jbb-fit", jbb_rows(args.jbb, "fit"))
     if args.readouts_only:
         return
@@ -408,10 +413,10 @@ def main() -> None:
     for vname in args.variants.split(","):
         v = VARIANTS[vname]
         t0 = time.perf_counter()
-        res = evaluate(v, gold, aug, jfit, [jdev, check, contrast, judged], names, C, other)
+        res = evaluate(v, gold, aug, jfit, [jdev, check, contrast, judged, harmless], names, C, other)
         results[vname] = res
         print(f"\n# variant {vname}: {v} (fitted in {time.perf_counter() - t0:.0f} s)")
-        for ds in ("jbb-dev", "gold", "check", "contrast", "policy-eval"):
+        for ds in ("jbb-dev", "gold", "check", "contrast", "policy-eval", "harmless-dev"):
             print_table(f"{vname} | {ds}", res[ds])
         sys.stdout.flush()
     summary(results)
