@@ -244,7 +244,7 @@ def main() -> None:
     start = max(ro_layers) - args.k
     C = load_head_specs(__import__("json").loads((gr.ROOT / "data/grader/head_spec.json").read_text()))[0].C
 
-    sets = {"gold": gr.read(gr.GOLD), "aug": gr.read(gr.AUG), "jbb-fit": jbb_rows(gr.JBB_FILE, "fit")}
+    sets = {"gold": gr.read(gr.GOLD), "aug": gr.aug_rows(), "jbb-fit": jbb_rows(gr.JBB_FILE, "fit")}
     if not args.no_dev:
         sets["jbb-dev"] = jbb_rows(gr.JBB_FILE, "dev")
     rows = {k: [gr._row(o, policy, base_policy, k, i) for i, o in enumerate(v)] for k, v in sets.items()}

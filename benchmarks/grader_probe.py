@@ -182,7 +182,7 @@ def main() -> None:
         base.layers = base.layers[:keep]
     sets = {
         "gold": gr.read(gr.GOLD),
-        "aug": gr.read(gr.AUG),
+        "aug": gr.aug_rows(),
         "jbb-fit": jbb_rows(gr.JBB_FILE, "fit"),
         "jbb-dev": jbb_rows(gr.JBB_FILE, "dev"),
         "check": gr.read(gr.CHECK),

@@ -125,6 +125,11 @@ def read(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def aug_rows(extra: Sequence[str | Path] = ()) -> list[dict]:
+    """The augmentation rows every fit adds: the files of data/grader_aug, then `extra` files."""
+    return [row for f in [*AUGS, *extra] for row in read(Path(f))]
+
+
 def judged_rows() -> list[dict]:
     """data/judge_labels.jsonl as labelled rows: on a hard_refuse prompt, going along (not refusing) is
     disallowed content and refusing is inability_to_comply; on a comply prompt nothing is
@@ -380,7 +385,7 @@ def main() -> None:
     jdev = load("jbb-dev", jbb_rows(args.jbb, "dev"))
     check = load("check", read(CHECK))
     contrast = load("contrast", read(CONTRAST))
-    aug = load("aug", [row for f in [*AUGS, *args.aug_extra] for row in read(Path(f))])
+    aug = load("aug", aug_rows(args.aug_extra))
     judged = load("policy-eval", judged_rows())
     harmless = load("harmless-dev", read(HARMLESS))
     jfit = load("jbb-fit", jbb_rows(args.jbb, "fit"))
