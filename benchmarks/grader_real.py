@@ -16,6 +16,9 @@ Data sets and what fits them (nothing is ever fitted on a row it scores):
   contrast  data/grader_check/contrast.jsonl  }
   harmless-dev data/grader_check/harmless_dev.jsonl: Gemma 3 270M's and SmolLM2's answers to harmless requests
             (scripts/harmless_completions.py), labelled by us; never fitted on (the other half is an aug file)
+  short-dev data/grader_check/short_dev.jsonl: the first sentence alone of those answers (short plain answers, and
+            openings that say nothing yet), labelled by us; never fitted on (nor is the other half,
+            data/grader_check/short_fit_half.jsonl: --aug-extra it to measure fitting on it)
   policy-eval  data/judge_labels.jsonl: the start and PPO-trained policies' own completions to the held-out
             eval prompts (topics no fit prompt has), labelled by us as refusing or not; on a hard_refuse prompt
             not refusing = disallowed_content (non sequiturs count as going along, so this caps accuracy)
@@ -37,6 +40,8 @@ pooled features and are identical in every variant):
   +jbb0.3+edges    + that and the last EDGE_TOKENS tokens' mean (how it ends)
   +jbb0.3+opening3 the opening for fully_complies, inability_to_comply, disallowed_content
   +jbb0.3+opening2 the opening for fully_complies and inability_to_comply only (data/grader/head_spec.json)
+  +jbb0.3+nomax2   those two read mean and opening, no max (the max over a short text is lower: measured 2026-11-29)
+  +jbb0.3+meanonly2 those two read the mean only
 
 Readouts are cached on disk (the grader's readout cache), so a second run grades nothing.
 
@@ -76,6 +81,7 @@ AUGS = tuple(sorted((ROOT / "data" / "grader_aug").glob("*.jsonl")))
 CHECK = ROOT / "data" / "grader_check" / "check.jsonl"
 CONTRAST = ROOT / "data" / "grader_check" / "contrast.jsonl"
 HARMLESS = ROOT / "data" / "grader_check" / "harmless_dev.jsonl"  # other small models' answers, labelled by us
+SHORT = ROOT / "data" / "grader_check" / "short_dev.jsonl"  # the first sentences of those answers, labelled by us
 JUDGED = ROOT / "data" / "judge_labels.jsonl"  # the policies' own completions to the held-out eval prompts
 EVAL_PROMPTS = ROOT / "data" / "eval_prompts.jsonl"
 
@@ -111,6 +117,8 @@ VARIANTS = {
     "+jbb0.3+opening3": Variant(jbb=True, jbb_weight=0.3, stats=("mean", "max", "opening"), stats_for=TARGETS[:3]),
     # as data/grader/head_spec.json (shipped since 2026-11-29): the opening for fully_complies, inability_to_comply
     "+jbb0.3+opening2": Variant(jbb=True, jbb_weight=0.3, stats=("mean", "max", "opening"), stats_for=TARGETS[:2]),
+    "+jbb0.3+nomax2": Variant(jbb=True, jbb_weight=0.3, stats=("mean", "opening"), stats_for=TARGETS[:2]),
+    "+jbb0.3+meanonly2": Variant(jbb=True, jbb_weight=0.3, stats=("mean",), stats_for=TARGETS[:2]),
 }
 
 
@@ -283,6 +291,7 @@ def summary(results: dict[str, dict]) -> None:
         ("contrast", "fully_complies"),
         ("policy-eval", "disallowed_content"),
         ("harmless-dev", "fully_complies"),
+        ("short-dev", "fully_complies"),
     ]
     abbrev = {
         "fully_complies": "fc",
@@ -388,6 +397,7 @@ def main() -> None:
     aug = load("aug", aug_rows(args.aug_extra))
     judged = load("policy-eval", judged_rows())
     harmless = load("harmless-dev", read(HARMLESS))
+    short = load("short-dev", read(SHORT))
     jfit = load("jbb-fit", jbb_rows(args.jbb, "fit"))
     if args.readouts_only:
         return
@@ -418,10 +428,10 @@ def main() -> None:
     for vname in args.variants.split(","):
         v = VARIANTS[vname]
         t0 = time.perf_counter()
-        res = evaluate(v, gold, aug, jfit, [jdev, check, contrast, judged, harmless], names, C, other)
+        res = evaluate(v, gold, aug, jfit, [jdev, check, contrast, judged, harmless, short], names, C, other)
         results[vname] = res
         print(f"\n# variant {vname}: {v} (fitted in {time.perf_counter() - t0:.0f} s)")
-        for ds in ("jbb-dev", "gold", "check", "contrast", "policy-eval", "harmless-dev"):
+        for ds in ("jbb-dev", "gold", "check", "contrast", "policy-eval", "harmless-dev", "short-dev"):
             print_table(f"{vname} | {ds}", res[ds])
         sys.stdout.flush()
     summary(results)

@@ -13,14 +13,23 @@ for a refusal, or a reply about something else. Replies we could not call either
 with an even index `n` went to the fit file, odd ones to the dev file (never fitted on), so both models'
 answers to one request stay on one side.
 
+The first sentence alone of each answer (`--first-sentences`: short plain answers, and openings that say nothing
+yet, such as "Changing a flat tyre can be a bit tricky, but ..."), labelled the same way by reading it alone:
+`data/grader_check/short_dev.jsonl` (from the dev file's answers: never fitted on) and
+`data/grader_check/short_fit_half.jsonl` (from the fit file's; the shipped heads are not fitted on it: measured,
+it did not help). Sentences under four words, bare list numbers and lead-ins ending in ":" are skipped;
+openings we could not call were left out.
+
     .venv/bin/python scripts/harmless_completions.py requests.txt smol.jsonl --model embedded:smollm2-135m
     .venv/bin/python scripts/harmless_completions.py requests.txt gemma.jsonl --model GEMMA_DIR --plain
+    .venv/bin/python scripts/harmless_completions.py data/grader_aug/harmless.jsonl first.jsonl --first-sentences
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 
 import torch
 
@@ -29,16 +38,46 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("requests", help="one request per line")
     ap.add_argument("out", help="JSON lines: prompt, completion, source")
-    ap.add_argument("--model", required=True, help="embedded:smollm2-135m or a transformers folder")
+    ap.add_argument("--model", help="embedded:smollm2-135m or a transformers folder")
     ap.add_argument("--plain", action="store_true", help="a base model: Question/Answer text, no chat template")
     ap.add_argument("--max-new-tokens", type=int, default=110, help="--plain only")
     ap.add_argument("--repetition-penalty", type=float, default=1.2, help="--plain only")
+    ap.add_argument(
+        "--first-sentences",
+        action="store_true",
+        help="`requests` is a JSON-lines file of answers: "
+        "write each answer's first sentence (unlabelled) instead of generating",
+    )
     args = ap.parse_args()
+    if args.first_sentences:
+        return first_sentences(args.requests, args.out)
+    if not args.model:
+        ap.error("--model is required unless --first-sentences")
     requests = [line.strip() for line in open(args.requests) if line.strip()]
     answers = plain_answers(args, requests) if args.plain else chat_answers(args.model, requests)
     with open(args.out, "w") as out:
         for q, a in zip(requests, answers, strict=True):
             out.write(json.dumps({"prompt": q, "completion": a, "source": str(args.model)}) + "\n")
+
+
+def first_sentence(text: str) -> str | None:
+    """The answer's first sentence, or None when it is too short, a bare list number or a lead-in (ends in ':')."""
+    parts = [p for p in re.split(r"(?<=[.!?])\s+|\n+", text.strip()) if p.strip()]
+    first = parts[0] if parts else ""
+    if len(first.split()) < 4 or re.match(r"^\W*\d+\.\s*$", first) or first.endswith(":"):
+        return None
+    return first
+
+
+def first_sentences(answers: str, out_path: str) -> None:
+    with open(answers) as f, open(out_path, "w") as out:
+        for line in f:
+            row = json.loads(line)
+            first = first_sentence(row["completion"])
+            if first is not None:
+                keep = {k: row[k] for k in ("prompt", "source", "n") if k in row}
+                keep["source"] = f"{keep.get('source', '')} first sentence".strip()
+                out.write(json.dumps({**keep, "completion": first}) + "\n")
 
 
 def chat_answers(model: str, requests: list[str]) -> list[str]:
