@@ -256,7 +256,7 @@ def main() -> None:
     for k, rs in rows.items():
         items = [GradeItem(r.conversation, r.completion, "comply") for r in rs]
         ros = grader.readouts(items, [list(gr.ASKED)] * len(items), progress=True)  # cached by grader_real
-        pooled[k] = np.stack([ro.pooled for ro in ros]).astype(np.float32)  # (n, 2, L, H)
+        pooled[k] = np.stack([ro.pooled[:2] for ro in ros]).astype(np.float32)  # (n, 2, L, H): mean, max
         path = cache / f"{k}-in{start}-{tag}.pt"
         if path.exists():
             states[k] = torch.load(path)
