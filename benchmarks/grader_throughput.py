@@ -38,20 +38,11 @@ from reward_service.grader import parse_item
 from reward_service.grader._engine import TransformersEngine
 from reward_service.grader._prompt import PromptFormat
 from reward_service.grader.models import load_causal_lm
+from reward_service.machine import matmul_gflops
 from reward_service.paths import EMBEDDED_MODEL
 
 GOLD = Path(__file__).resolve().parents[2] / "shared" / "data" / "rbr_gold" / "train.jsonl"
 EXAMPLES = Path(__file__).resolve().parents[1] / "data" / "examples" / "items.jsonl"
-
-
-def matmul_flops(dtype: torch.dtype, n: int = 1536, reps: int = 20) -> float:
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    for _ in range(3):
-        a @ b
-    t = time.perf_counter()
-    for _ in range(reps):
-        a @ b
-    return 2 * n**3 * reps / (time.perf_counter() - t)
 
 
 def long_items(rows: list[dict], tok, lengths: list[int]) -> list[dict]:
@@ -81,7 +72,7 @@ def timed(fn, repeats: int = 3) -> float:
 def length_rows(args) -> None:
     from reward_service.config import load_settings
     from reward_service.grader import Grader
-    from reward_service.machine import choose_dtype, matmul_gflops
+    from reward_service.machine import choose_dtype
 
     policy = load_policy()
     rows = [json.loads(line) for line in Path(args.data).read_text().splitlines() if line.strip()]
@@ -93,8 +84,11 @@ def length_rows(args) -> None:
     rates = {dt: matmul_gflops(dt) * 1e9 for dt in graders}
     lm32 = graders["float32"].engine.model
     params = sum(p.numel() for p in lm32.parameters())
+    depth = max(graders["float32"].engine.layers)  # the grade pass stops at the deepest read-out layer
+    run = sum(p.numel() for layer in lm32.model.layers[:depth] for p in layer.parameters())  # matmul weights it runs
     print(
-        f"{params / 1e6:.0f}M parameters; {torch.get_num_threads()} threads; matmul GFLOP/s: "
+        f"{params / 1e6:.0f}M parameters ({run / 1e6:.0f}M in the {depth} layers a grade pass runs); "
+        f"{torch.get_num_threads()} threads; matmul GFLOP/s: "
         + ", ".join(f"{dt} {r / 1e9:.0f}" for dt, r in rates.items())
         + f"; auto picks {choose_dtype('auto')}"
     )
@@ -112,7 +106,7 @@ def length_rows(args) -> None:
             bare_c = timed(lambda ids=comp: lm32(input_ids=ids, logits_to_keep=1))
         grade = {dt: timed(lambda g=g, it=item: g.grade([it])) for dt, g in graders.items()}
         t = ids.shape[1]
-        floors = {dt: 2 * params * t / r for dt, r in rates.items()}
+        floors = {dt: 2 * run * t / r for dt, r in rates.items()}  # the grade pass's matmuls
         print(
             f"| {n} | {t} | {bare_c:.3f} | {bare:.3f} | {grade['float32']:.3f} | {grade['bfloat16']:.3f} | "
             f"{grade['float32'] / bare_c:.2f} | {grade['float32'] / bare:.2f} | {grade['bfloat16'] / bare:.2f} | "
@@ -122,7 +116,8 @@ def length_rows(args) -> None:
         "bare = one full forward of the model in fp32 (logits of the last position only) over the completion's own "
         "tokens, or over the grader pass's tokens (instructions + request + completion); grade = Grader.grade on the "
         "item, heads mode (tokenising, the forward up to the deepest read-out layer, pooling, the heads); "
-        "floor = 2 x parameters x tokens in pass / matmul FLOP/s"
+        "floor = 2 x parameters of the layers a grade pass runs x tokens in pass / matmul FLOP/s "
+        "(of one linear layer in that dtype; attention and overheads ignored)"
     )
 
 
@@ -153,7 +148,7 @@ def main() -> None:
     ]
     n_pairs = sum(len(e.suffix_ids) for e in encs)
     params = sum(p.numel() for p in lm.parameters())
-    flops = matmul_flops(getattr(torch, args.dtype))
+    flops = matmul_gflops(args.dtype) * 1e9
     print(
         f"{len(items)} completions, {n_pairs} (completion, proposition) pairs; {params / 1e6:.0f}M parameters; "
         f"{args.dtype}; {torch.get_num_threads()} threads; matmul {flops / 1e9:.0f} GFLOP/s"
