@@ -84,8 +84,9 @@ def length_rows(args) -> None:
     rates = {dt: matmul_gflops(dt) * 1e9 for dt in graders}
     lm32 = graders["float32"].engine.model
     params = sum(p.numel() for p in lm32.parameters())
-    depth = max(graders["float32"].engine.layers)  # the grade pass stops at the deepest read-out layer
-    run = sum(p.numel() for layer in lm32.model.layers[:depth] for p in layer.parameters())  # matmul weights it runs
+    engine = graders["float32"].engine
+    depth = max(engine.layers)  # the grade pass stops at the deepest read-out layer
+    run = sum(p.numel() for layer in engine.base.layers[:depth] for p in layer.parameters())  # matmul weights it runs
     print(
         f"{params / 1e6:.0f}M parameters ({run / 1e6:.0f}M in the {depth} layers a grade pass runs); "
         f"{torch.get_num_threads()} threads; matmul GFLOP/s: "
