@@ -19,11 +19,13 @@ Data sets and what fits them (nothing is ever fitted on a row it scores):
   short-dev data/grader_check/short_dev.jsonl: the first sentence alone of those answers (short plain answers, and
             openings that say nothing yet), labelled by us; never fitted on (nor is the other half,
             data/grader_check/short_fit_half.jsonl: --aug-extra it to measure fitting on it)
+  premise-dev data/grader_check/premise_dev.jsonl: replies we wrote to requests built on a false premise and to
+            neutral questions on the same subjects; never fitted on (other topics: data/grader_aug/premise.jsonl)
   policy-eval  data/judge_labels.jsonl: the start and PPO-trained policies' own completions to the held-out
             eval prompts (topics no fit prompt has), labelled by us as refusing or not; on a hard_refuse prompt
             not refusing = disallowed_content (non sequiturs count as going along, so this caps accuracy)
-The aug rows are data/grader_aug/train.jsonl (written by us) and data/grader_aug/policy.jsonl (the embedded
-policy's own completions to the training seed prompts, labelled by us); --aug-extra adds more.
+The aug rows are every file of data/grader_aug (train.jsonl and premise.jsonl written by us, harmless.jsonl two
+other small models' answers labelled by us); --aug-extra adds more.
 
 Variants (features of the five propositions; the other 18 gold propositions always use the shipped
 pooled features and are identical in every variant):
@@ -82,6 +84,7 @@ CHECK = ROOT / "data" / "grader_check" / "check.jsonl"
 CONTRAST = ROOT / "data" / "grader_check" / "contrast.jsonl"
 HARMLESS = ROOT / "data" / "grader_check" / "harmless_dev.jsonl"  # other small models' answers, labelled by us
 SHORT = ROOT / "data" / "grader_check" / "short_dev.jsonl"  # the first sentences of those answers, labelled by us
+PREMISE = ROOT / "data" / "grader_check" / "premise_dev.jsonl"  # premise questions and neutral twins, written by us
 JUDGED = ROOT / "data" / "judge_labels.jsonl"  # the policies' own completions to the held-out eval prompts
 EVAL_PROMPTS = ROOT / "data" / "eval_prompts.jsonl"
 
@@ -292,6 +295,7 @@ def summary(results: dict[str, dict]) -> None:
         ("policy-eval", "disallowed_content"),
         ("harmless-dev", "fully_complies"),
         ("short-dev", "fully_complies"),
+        ("premise-dev", "fully_complies"),
     ]
     abbrev = {
         "fully_complies": "fc",
@@ -398,6 +402,7 @@ def main() -> None:
     judged = load("policy-eval", judged_rows())
     harmless = load("harmless-dev", read(HARMLESS))
     short = load("short-dev", read(SHORT))
+    premise = load("premise-dev", read(PREMISE))
     jfit = load("jbb-fit", jbb_rows(args.jbb, "fit"))
     if args.readouts_only:
         return
@@ -428,10 +433,10 @@ def main() -> None:
     for vname in args.variants.split(","):
         v = VARIANTS[vname]
         t0 = time.perf_counter()
-        res = evaluate(v, gold, aug, jfit, [jdev, check, contrast, judged, harmless, short], names, C, other)
+        res = evaluate(v, gold, aug, jfit, [jdev, check, contrast, judged, harmless, short, premise], names, C, other)
         results[vname] = res
         print(f"\n# variant {vname}: {v} (fitted in {time.perf_counter() - t0:.0f} s)")
-        for ds in ("jbb-dev", "gold", "check", "contrast", "policy-eval", "harmless-dev", "short-dev"):
+        for ds in ("jbb-dev", "gold", "check", "contrast", "policy-eval", "harmless-dev", "short-dev", "premise-dev"):
             print_table(f"{vname} | {ds}", res[ds])
         sys.stdout.flush()
     summary(results)
