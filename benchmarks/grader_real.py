@@ -430,13 +430,14 @@ def main() -> None:
         print(f"# data/grader/heads.npz as shipped on {ds.name} (acc/AUROC): " + "; ".join(cells))
     results: dict[str, dict] = {}
     other: dict = {}
+    tests = [jdev, check, contrast, judged, harmless, short, premise]
     for vname in args.variants.split(","):
         v = VARIANTS[vname]
         t0 = time.perf_counter()
-        res = evaluate(v, gold, aug, jfit, [jdev, check, contrast, judged, harmless, short, premise], names, C, other)
+        res = evaluate(v, gold, aug, jfit, tests, names, C, other)
         results[vname] = res
         print(f"\n# variant {vname}: {v} (fitted in {time.perf_counter() - t0:.0f} s)")
-        for ds in ("jbb-dev", "gold", "check", "contrast", "policy-eval", "harmless-dev", "short-dev", "premise-dev"):
+        for ds in ("gold", *(d.name for d in tests)):
             print_table(f"{vname} | {ds}", res[ds])
         sys.stdout.flush()
     summary(results)
