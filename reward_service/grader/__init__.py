@@ -356,12 +356,17 @@ def _engine_call(fn, *args) -> list[Readout]:
         raise GraderError(f"grader forward pass failed: {type(e).__name__}: {e}") from e
 
 
+def _compact(a: np.ndarray) -> np.ndarray:
+    """float16 where every value fits in it; float32 otherwise (some models' hidden states reach 1e5 and more)."""
+    return a.astype(np.float16) if np.abs(a).max(initial=0.0) < np.finfo(np.float16).max else a.astype(np.float32)
+
+
 def _save_readout(path: Path, ro: Readout) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.npz")
-    arrays: dict[str, Any] = {"yes_logit": ro.yes_logit, "pooled": ro.pooled.astype(np.float16), "tokens": ro.tokens}
+    arrays: dict[str, Any] = {"yes_logit": ro.yes_logit, "pooled": _compact(ro.pooled), "tokens": ro.tokens}
     if ro.answer is not None:
-        arrays["answer"] = ro.answer.astype(np.float16)
+        arrays["answer"] = _compact(ro.answer)
     np.savez(tmp, **arrays)
     tmp.replace(path)
 
