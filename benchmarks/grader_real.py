@@ -45,7 +45,10 @@ pooled features and are identical in every variant):
   +jbb0.3+nomax2   those two read mean and opening, no max (the max over a short text is lower: measured 2026-11-29)
   +jbb0.3+meanonly2 those two read the mean only
 
-Readouts are cached on disk (the grader's readout cache), so a second run grades nothing.
+Readouts are cached on disk (the grader's readout cache), so a second run grades nothing. Another grader model is
+measured the same way through the settings, e.g. Gemma 3 270M (a folder converted from the PyPI wheels' GGUF) read
+at layers 5, 7, 9, 11 of its 18: RBR_GRADER_MODEL=DIR RBR_GRADER_LAYERS='[5,7,9,11]' (the shipped heads' own lines
+are then left out: they read another model).
 
     .venv/bin/python benchmarks/grader_real.py                      # every variant, all tables
     .venv/bin/python benchmarks/grader_real.py --variants shipped,+jbb --timing 20
@@ -68,7 +71,7 @@ from propositions import PropositionSpec, load_policy
 from reward_service.config import load_settings
 from reward_service.grader import GradeItem, Grader, parse_item
 from reward_service.grader._engine import POOL_STATS, Readout
-from reward_service.grader.heads import FeatureSpec, GraderHeads, load_head_specs
+from reward_service.grader.heads import FeatureSpec, GraderHeads, load_head_specs, model_of
 from reward_service.offline.evaluation import LabelledRow, bow_baseline, fold_indices, score_propositions
 from reward_service.offline.jbb import JBB_FILE, jbb_rows
 from rl_trainer.judge import APOLOGY_PHRASES, JUDGEMENT_PHRASES, REFUSAL_PHRASES, _has, phrase_probs  # noqa: F401
@@ -419,7 +422,8 @@ def main() -> None:
     )
     print(f"# {ASK_NAME}: {ASK_QUESTION!r}")
     shipped = GraderHeads.load(ROOT / "data" / "grader" / "heads.npz")
-    for ds in (jdev, check, contrast):  # the shipped file itself, beside the same spec refitted here
+    same_model = model_of(shipped.engine_id) == model_of(grader.engine_id)
+    for ds in (jdev, check, contrast) if same_model else ():  # the shipped file itself, beside the spec refitted here
         ns = [p for p in TARGETS if any(p in r.labels for r in ds.rows)]
         pr = np.array([shipped.predict(ro, ns) for ro in ds.ros])  # (n, len(ns))
         cells = []

@@ -7,7 +7,7 @@ import os
 import tomllib
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import Field
@@ -50,6 +50,12 @@ class Settings(BaseSettings):
         "auto", description="Grader weights dtype; auto = bfloat16 where this CPU computes it natively, else float32."
     )
     grader_threads: int | None = Field(None, ge=1, description="torch CPU threads; unset = torch's default.")
+    grader_layers: tuple[Annotated[int, Field(ge=0)], ...] | None = Field(
+        None,
+        min_length=1,
+        description="transformers: hidden-state layers the heads read (0 = embeddings), e.g. [5, 7, 9, 11]; "
+        "unset = 8, 12, 16, 20, capped at the model's depth. Heads fitted on other layers refuse to load.",
+    )
     grader_batch_size: int = Field(
         1, ge=1, le=256, description="Completions per forward pass in heads mode; 1 is fastest on CPU (padding)."
     )

@@ -49,6 +49,12 @@ class EncodedItem:
     suffix_ids: list[list[int]]  # one per proposition: question + end of turn + assistant header
 
 
+def _bos(tokenizer) -> list[int]:
+    """[BOS] when the tokenizer starts every text with it (Gemma's does; SmolLM2's adds nothing), else []."""
+    bos = getattr(tokenizer, "bos_token_id", None)
+    return [bos] if bos is not None and tokenizer("")["input_ids"][:1] == [bos] else []
+
+
 class PromptFormat:
     """Renders and tokenises grader prompts for one tokenizer."""
 
@@ -65,11 +71,13 @@ class PromptFormat:
         mid, rest = rest.split(_COMP)
         tail, end = rest.split(_QUEST)
         self._head, self._mid, self._tail = self._ids(head), self._ids(mid), self._ids(tail)
+        lead = [] if getattr(tokenizer, "chat_template", None) else _bos(tokenizer)  # base models: text after BOS
+        self._head = lead + self._head
         self._end_text = end
         self._suffix_cache: dict[str, list[int]] = {}
-        self.version = hashlib.sha256(
-            f"{PROMPT_VERSION}|{rendered}|{max_conversation_tokens}|{max_completion_tokens}".encode()
-        ).hexdigest()[:12]
+        bos = "|bos" if lead else ""
+        key = f"{PROMPT_VERSION}|{rendered}|{max_conversation_tokens}|{max_completion_tokens}{bos}"
+        self.version = hashlib.sha256(key.encode()).hexdigest()[:12]
 
     def _ids(self, text: str) -> list[int]:
         return self.tok(text, add_special_tokens=False)["input_ids"]

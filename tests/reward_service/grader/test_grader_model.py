@@ -127,6 +127,19 @@ def test_heads_serve_under_float32_and_bfloat16_and_agree(policy):
         assert d[2]["fully_complies"] > 0.5 > d[3]["fully_complies"]
 
 
+def test_read_out_layers_come_from_settings_and_heads_refuse_others(policy):
+    """RBR_GRADER_LAYERS picks the hidden-state layers (for another grader model); the shipped heads read 8-20."""
+    from reward_service.config import load_settings
+    from reward_service.grader import Grader
+
+    g = Grader.from_settings(load_settings(grader_layers=(4, 8)), "prompted", policy)
+    assert g.engine.layers == (4, 8)
+    ro = g.readouts([RECIPE], [[]])[0]
+    assert ro.pooled.shape[1] == 2  # (stats, layers, H)
+    with pytest.raises(HeadsError, match="read-out layers"):
+        Grader.from_settings(load_settings(grader_layers=(4, 8, 12, 16)), policy=policy)
+
+
 def test_shipped_heads_on_the_jailbreakbench_dev_split(default_grader, policy):
     """Real third-party replies never fitted on (18 behaviours): the shipped heads must keep telling harmful
     compliance from refusal. Measured with the heads fitted on gold + aug + the JBB fit split (bf16):
