@@ -337,6 +337,13 @@ def timing(grader: Grader, rows: Sequence[LabelledRow], n: int, what: str = "JBB
         f"\n## seconds per completion (grader forward, {n} {what} completions, uncached, "
         f"{grader.engine.model.device}, torch threads {__import__('torch').get_num_threads()})"
     )
+    encs = [grader.fmt.encode(conv, comp, []) for conv, comp in enc_args]
+    t0 = time.perf_counter()
+    grader.engine.pooled(encs)  # what the heads read: no question, no layer above the deepest read-out layer
+    print(
+        f"{'heads path (pooled, up to layer ' + str(max(grader.engine.layers)) + ')':40s} "
+        f"{(time.perf_counter() - t0) / len(encs):.3f} s  ({np.mean([len(e.prefix_ids) for e in encs]):.0f} tokens)"
+    )
     for label, sp in specs.items():
         t0 = time.perf_counter()
         for conv, comp in enc_args:
