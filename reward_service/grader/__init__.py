@@ -321,8 +321,8 @@ def load_engine(s) -> tuple[Any, GraderEngine, str]:
 
         dtype = choose_dtype(s.grader_dtype)
         tok, lm = load_causal_lm(s.grader_model, dtype, s.grader_threads)
-        layers = {"layers": tuple(s.grader_layers)} if s.grader_layers else {}
-        return tok, TransformersEngine(tok, lm, batch_size=s.grader_batch_size, **layers), f"{s.grader_model}|{dtype}"
+        engine = TransformersEngine(tok, lm, s.grader_layers, s.grader_batch_size)
+        return tok, engine, f"{s.grader_model}|{dtype}"
 
     from transformers import AutoTokenizer
 

@@ -36,6 +36,7 @@ YES_WORDS = ("yes", "Yes", " yes", " Yes", "YES")
 NO_WORDS = ("no", "No", " no", " No", "NO")
 Strategy = Literal["naive", "batched", "prefix"]
 POOL_STATS = ("mean", "max", "opening", "closing")  # Readout.pooled's first axis
+DEFAULT_LAYERS = (8, 12, 16, 20)  # read-out layers unless settings' grader_layers says otherwise
 EDGE_TOKENS = 24  # 'opening' / 'closing': the mean over the completion's first / last this many tokens
 READOUT_VERSION = 3  # bump when what a Readout holds changes (cached readouts are keyed by it)
 
@@ -115,10 +116,10 @@ def _single_token_ids(tok, words: tuple[str, ...]) -> list[int]:
 class TransformersEngine:
     """Wraps a causal LM for grading. `layers` are the hidden-state layers read out (0 = embeddings)."""
 
-    def __init__(self, tokenizer, model, layers: tuple[int, ...] = (8, 12, 16, 20), batch_size: int = 1) -> None:
+    def __init__(self, tokenizer, model, layers: tuple[int, ...] | None = None, batch_size: int = 1) -> None:
         self.tok, self.model, self.batch_size = tokenizer, model, batch_size
         n = model.config.num_hidden_layers
-        self.layers = tuple(min(layer, n) for layer in layers)
+        self.layers = tuple(min(layer, n) for layer in (layers or DEFAULT_LAYERS))
         self.yes_ids = _single_token_ids(tokenizer, YES_WORDS)
         self.no_ids = _single_token_ids(tokenizer, NO_WORDS)
         if not self.yes_ids or not self.no_ids:

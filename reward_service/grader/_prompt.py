@@ -65,14 +65,14 @@ class PromptFormat:
         messages = [{"role": "system", "content": INSTRUCTIONS}, {"role": "user", "content": _BODY}]
         if getattr(tokenizer, "chat_template", None):
             rendered = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        else:  # a base model: plain text
+            lead: list[int] = []
+        else:  # a base model: plain text, after the BOS it was trained on
             rendered = f"{INSTRUCTIONS}\n\n{_BODY}\nAnswer:"
+            lead = _bos(tokenizer)
         head, rest = rendered.split(_CONV)
         mid, rest = rest.split(_COMP)
         tail, end = rest.split(_QUEST)
-        self._head, self._mid, self._tail = self._ids(head), self._ids(mid), self._ids(tail)
-        lead = [] if getattr(tokenizer, "chat_template", None) else _bos(tokenizer)  # base models: text after BOS
-        self._head = lead + self._head
+        self._head, self._mid, self._tail = lead + self._ids(head), self._ids(mid), self._ids(tail)
         self._end_text = end
         self._suffix_cache: dict[str, list[int]] = {}
         bos = "|bos" if lead else ""
