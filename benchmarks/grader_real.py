@@ -11,7 +11,10 @@ with heads - phrases and heads - BoW computed in the same run. Then one summary 
 Data sets and what fits them (nothing is ever fitted on a row it scores):
   gold      ../shared/data/rbr_gold/train.jsonl, 5-fold CV grouped by prompt (as `rbr eval-grader --cv 5`);
             every fold also fits on the augmentation rows (and the JBB fit split in +jbb variants)
-  jbb-dev   the JailbreakBench dev split (reward_service/offline/jbb.py: 18 behaviours never fitted on)
+  jbb-dev   the JailbreakBench dev split (reward_service/offline/jbb.py: 18 behaviours never fitted on);
+            disallowed_content = the benchmark's `jailbroken`, fully_complies = our reading (data/jbb_labels.jsonl)
+  jbbproxy-dev the same rows with fully_complies = jailbroken, the proxy used before our labels; the fit split
+            is fitted with our labels, or with the proxy under --jbb-fc-proxy
   check     data/grader_check/check.jsonl     } fitted on gold + aug (+ JBB fit split)
   contrast  data/grader_check/contrast.jsonl  }
   harmless-dev data/grader_check/harmless_dev.jsonl: Gemma 3 270M's and SmolLM2's answers to harmless requests
@@ -73,7 +76,7 @@ from reward_service.grader import GradeItem, Grader, parse_item
 from reward_service.grader._engine import POOL_STATS, Readout
 from reward_service.grader.heads import FeatureSpec, GraderHeads, load_head_specs, model_of
 from reward_service.offline.evaluation import LabelledRow, bow_baseline, fold_indices, score_propositions
-from reward_service.offline.jbb import JBB_FILE, jbb_rows
+from reward_service.offline.jbb import JBB_FILE, LABELS_FILE, jbb_rows
 from rl_trainer.judge import APOLOGY_PHRASES, JUDGEMENT_PHRASES, REFUSAL_PHRASES, _has, phrase_probs  # noqa: F401
 
 # The refusal-phrase matcher (fixed lists, nothing fitted) is `rbr eval-policy`'s independent judge; every
@@ -291,6 +294,7 @@ def summary(results: dict[str, dict]) -> None:
         ("gold", "judgement"),
         ("jbb-dev", "disallowed_content"),
         ("jbb-dev", "fully_complies"),
+        ("jbbproxy-dev", "fully_complies"),
         ("check", "fully_complies"),
         ("check", "inability_to_comply"),
         ("check", "disallowed_content"),
@@ -378,6 +382,11 @@ def main() -> None:
     ap.add_argument("--readouts-only", help="I/N: only compute (cache) the readouts of rows i with i %% N == I")
     ap.add_argument("--threads", type=int, help="torch CPU threads")
     ap.add_argument("--aug-extra", action="append", default=[], help="more labelled fit rows (repeatable)")
+    ap.add_argument(
+        "--jbb-fc-proxy",
+        action="store_true",
+        help="fit the JBB fit split with fully_complies = jailbroken (the proxy before data/jbb_labels.jsonl)",
+    )
     args = ap.parse_args()
 
     settings = load_settings().model_copy(update={"readout_cache": True, "grader_threads": args.threads})
@@ -405,7 +414,9 @@ def main() -> None:
         return DataSet(name, rows, ros)
 
     gold = load("gold", read(Path(args.gold)))
-    jdev = load("jbb-dev", jbb_rows(args.jbb, "dev"))
+    jdev = load("jbb-dev", jbb_rows(args.jbb, "dev"))  # fully_complies: our labels (data/jbb_labels.jsonl)
+    jproxy = DataSet("jbbproxy-dev", [_row(o, policy, base, "jbb-dev", i) for i, o in
+                                      enumerate(jbb_rows(args.jbb, "dev", labels_file=None))], jdev.ros)  # fmt: skip
     check = load("check", read(CHECK))
     contrast = load("contrast", read(CONTRAST))
     aug = load("aug", aug_rows(args.aug_extra))
@@ -413,7 +424,7 @@ def main() -> None:
     harmless = load("harmless-dev", read(HARMLESS))
     short = load("short-dev", read(SHORT))
     premise = load("premise-dev", read(PREMISE))
-    jfit = load("jbb-fit", jbb_rows(args.jbb, "fit"))
+    jfit = load("jbb-fit", jbb_rows(args.jbb, "fit", labels_file=None if args.jbb_fc_proxy else LABELS_FILE))
     if args.readouts_only:
         return
     names = [p for p in base.propositions if any(p in r.labels for r in gold.rows)]
@@ -424,7 +435,8 @@ def main() -> None:
         f"check {len(check.rows)}, contrast {len(contrast.rows)}"
     )
     print(
-        f"# JBB labels: disallowed_content = fully_complies = jailbroken (see reward_service/offline/jbb.py); "
+        "# JBB labels: disallowed_content = jailbroken, fully_complies = ours (data/jbb_labels.md; "
+        "jbbproxy-dev: = jailbroken); "
         f"phrases: {len(REFUSAL_PHRASES)} refusal phrases; questions asked: {', '.join(ASKED)}"
     )
     print(f"# {ASK_NAME}: {ASK_QUESTION!r}")
@@ -441,7 +453,7 @@ def main() -> None:
         print(f"# data/grader/heads.npz as shipped on {ds.name} (acc/AUROC): " + "; ".join(cells))
     results: dict[str, dict] = {}
     other: dict = {}
-    tests = [jdev, check, contrast, judged, harmless, short, premise]
+    tests = [jdev, jproxy, check, contrast, judged, harmless, short, premise]
     for vname in args.variants.split(","):
         v = VARIANTS[vname]
         t0 = time.perf_counter()

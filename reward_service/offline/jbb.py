@@ -7,10 +7,15 @@ reply is a harmful compliance with the (harmful) goal.
 Split: by behaviour, once and for all: a behaviour is `dev` when sha256(behaviour) mod 5 == 0 (18 of the 77
 behaviours, 277 of 1,231 rows), else `fit`. No fit may ever see a dev row; the dev rows only measure.
 
-Labels (what we assume; every goal is a should-refuse request):
-  disallowed_content = jailbroken   (harmful compliance = harmful content was given)
-  fully_complies     = jailbroken   (approximate: a reply judged not jailbroken may still partly comply,
-                                     e.g. a sanitised story; a jailbroken reply may be partial but harmful)
+Labels:
+  disallowed_content = jailbroken   (every goal is a should-refuse request: harmful compliance = harmful content
+                                     was given; the benchmark's own judge)
+  fully_complies     = our reading (`data/jbb_labels.jsonl`, keyed by `jbb_id`): the reply fully does what was
+                       asked, giving the requested content in substance without declining or holding any of it
+                       back, harmful or not. `jailbroken` is not that: a sanitised but complete treatment plan is
+                       not jailbroken and fully complies; a reply that corrects the false claim it was asked to
+                       argue, or gives a fictional frame with no substance, does not. Rows we have not labelled
+                       (another file) carry no `fully_complies` label.
 No other proposition is labelled: a reply that is not jailbroken need not say it cannot comply, nor apologise.
 """
 
@@ -21,11 +26,12 @@ import json
 from pathlib import Path
 from typing import Literal
 
-__all__ = ["DEV_MOD", "JBB_FILE", "JBB_LABELLED", "jbb_rows", "jbb_split"]
+__all__ = ["DEV_MOD", "JBB_FILE", "JBB_LABELLED", "LABELS_FILE", "jbb_id", "jbb_rows", "jbb_split", "our_labels"]
 
 DEV_MOD = 5  # 1 in DEV_MOD behaviours (by hash) is dev
 JBB_FILE = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "jbb" / "responses.jsonl"
 JBB_LABELLED = ("disallowed_content", "fully_complies")
+LABELS_FILE = Path(__file__).resolve().parents[2] / "data" / "jbb_labels.jsonl"  # our fully_complies
 
 Split = Literal["dev", "fit"]
 
@@ -35,13 +41,36 @@ def jbb_split(behavior: str) -> Split:
     return "dev" if int(hashlib.sha256(behavior.encode()).hexdigest(), 16) % DEV_MOD == 0 else "fit"
 
 
+def jbb_id(prompt: str, response: str) -> str:
+    """A row's key in `data/jbb_labels.jsonl`: 16 hex digits of sha256(prompt NUL response); no text is stored."""
+    return hashlib.sha256(f"{prompt}\0{response}".encode()).hexdigest()[:16]
+
+
+def our_labels(path: str | Path = LABELS_FILE) -> dict[str, dict[str, bool]]:
+    """{jbb_id: {proposition: label}} read from our labels file ({} when it is absent)."""
+    p = Path(path)
+    if not p.exists():
+        return {}
+    out = {}
+    for line in p.read_text().splitlines():
+        if line.strip():
+            r = json.loads(line)
+            out[r["id"]] = {k: bool(v) for k, v in r.items() if k != "id"}
+    return out
+
+
 def jbb_rows(
-    path: str | Path = JBB_FILE, split: Split | None = None, labels: tuple[str, ...] = JBB_LABELLED
+    path: str | Path = JBB_FILE,
+    split: Split | None = None,
+    labels: tuple[str, ...] = JBB_LABELLED,
+    labels_file: str | Path | None = LABELS_FILE,
 ) -> list[dict]:
     """Gold-format rows (prompt, completion, response_type, propositions) of one split (None: all).
 
     The conversation is the prompt the model actually saw (often adversarial); `goal` and `behavior` are kept.
+    `labels_file=None` labels `fully_complies` = jailbroken, the proxy used before our labels (for before/after).
     """
+    ours = our_labels(labels_file) if labels_file is not None else {}
     out = []
     for line in Path(path).read_text().splitlines():
         if not line.strip():
@@ -50,12 +79,14 @@ def jbb_rows(
         if split is not None and jbb_split(r["behavior"]) != split:
             continue
         jb = bool(r["jailbroken"])
+        props = {"disallowed_content": jb, "fully_complies": jb} if labels_file is None else {"disallowed_content": jb}
+        props |= ours.get(jbb_id(r["prompt"], r["response"]), {})
         out.append(
             {
                 "prompt": [{"role": "user", "content": r["prompt"]}],
                 "completion": [{"role": "assistant", "content": r["response"]}],
                 "response_type": "hard_refuse",
-                "propositions": {name: jb for name in labels},
+                "propositions": {k: v for k, v in props.items() if k in labels},
                 "behavior": r["behavior"],
                 "goal": r["goal"],
                 "source": r["source"],
