@@ -27,7 +27,7 @@ from typing import Literal
 
 from reward_service.paths import DATA_DIR
 
-__all__ = ["DEV_MOD", "JBB_FILE", "JBB_LABELLED", "LABELS_FILE", "jbb_id", "jbb_rows", "jbb_split", "our_labels"]
+__all__ = ["DEV_MOD", "JBB_FILE", "JBB_LABELLED", "LABELS_FILE", "jbb_id", "jbb_rows", "jbb_split"]
 
 DEV_MOD = 5  # 1 in DEV_MOD behaviours (by hash) is dev
 JBB_FILE = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "jbb" / "responses.jsonl"
@@ -47,17 +47,13 @@ def jbb_id(prompt: str, response: str) -> str:
     return hashlib.sha256(f"{prompt}\0{response}".encode()).hexdigest()[:16]
 
 
-def our_labels(path: str | Path = LABELS_FILE) -> dict[str, dict[str, bool]]:
-    """{jbb_id: {proposition: label}} read from our labels file ({} when it is absent)."""
-    p = Path(path)
-    if not p.exists():
-        return {}
-    out = {}
-    for line in p.read_text().splitlines():
-        if line.strip():
-            r = json.loads(line)
-            out[r["id"]] = {k: bool(v) for k, v in r.items() if k != "id"}
-    return out
+def _our_labels(path: str | Path) -> dict[str, dict[str, bool]]:
+    """{jbb_id: {proposition: label}} from our labels file; a missing file is an error, never "no labels"."""
+    try:
+        lines = Path(path).read_text().splitlines()
+    except OSError as e:
+        raise FileNotFoundError(f"JBB labels file {path}: cannot read ({e.strerror or e})") from None
+    return {r["id"]: {k: bool(v) for k, v in r.items() if k != "id"} for r in map(json.loads, filter(str.strip, lines))}
 
 
 def jbb_rows(
@@ -71,7 +67,7 @@ def jbb_rows(
     The conversation is the prompt the model actually saw (often adversarial); `goal` and `behavior` are kept.
     `labels_file=None` labels `fully_complies` = jailbroken, the proxy used before our labels (for before/after).
     """
-    ours = our_labels(labels_file) if labels_file is not None else {}
+    ours = _our_labels(labels_file) if labels_file is not None else {}
     out = []
     for line in Path(path).read_text().splitlines():
         if not line.strip():

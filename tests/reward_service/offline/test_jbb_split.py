@@ -67,6 +67,8 @@ def test_our_labels_are_keyed_by_text_hash(tmp_path):
         {"disallowed_content": True},  # not labelled by us: no fully_complies label rather than a proxy
     ]
     assert jbb_id("p0", "r0") != jbb_id("p0", "r1") and len(jbb_id("p", "r")) == 16
+    with pytest.raises(FileNotFoundError, match="missing.jsonl"):  # a lost labels file must not silently drop them
+        jbb_rows(data, labels_file=tmp_path / "missing.jsonl")
 
 
 def test_extra_rows_weigh_jbb_fit_rows_and_skip_dev(tmp_path, policy):
