@@ -25,7 +25,9 @@ on aug + JBB fit), acc at 0.5 and AUROC per proposition, macro AUROC over all co
 fit on all gold + aug + JBB fit rows. Nothing is fitted on the dev split or on a fold's test rows (the second
 run's lr below was chosen after seeing the first run's numbers, dev split included).
 
-Measured 2026-11-28 (K=2: layers 18 and 19, 7.1 M parameters; 2 epochs; lr 5e-5 layers / 1e-5 head; bs 16;
+Measured 2026-11-28, when the JBB fit and dev rows' fully_complies label was still the benchmark's `jailbroken`
+(the script now reads data/jbb_labels.jsonl, so a rerun fits and scores our reading; numbers will differ)
+(K=2: layers 18 and 19, 7.1 M parameters; 2 epochs; lr 5e-5 layers / 1e-5 head; bs 16;
 bf16 autocast; 1 torch thread on 2 cores shared with another job): 265 s per epoch (230-299), gold 5-fold CV
 45 min, full fit + JBB dev 9 min; caching the states entering layer 18 took ~4 min. acc@0.5 / AUROC, the
 +jbb0.3 heads (= step 0, the shipped recipe, fitted in the same run) -> fine-tuned:

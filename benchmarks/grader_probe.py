@@ -11,8 +11,10 @@ Token states are computed once (one prefix forward per row, the grader prompt wi
 cached in --cache as float16 (1.4 GB for layers 16,24; ~10 min at 1 thread); --pca projects them to 256
 dims first so that a training step is cheap (~5 min per fit on 2 cores).
 
-Measured 2026-11-28 (layers 16,24, PCA 256, d=128, one encoder layer, 10 epochs, JBB fit rows weighted 0.3),
-against the logistic heads on pooled states fitted on the same rows (+jbb0.3 in grader_real.py), acc / AUROC:
+Measured 2026-11-28, when the JBB rows' fully_complies label was still the benchmark's `jailbroken` (a rerun now
+fits and scores data/jbb_labels.jsonl; numbers will differ) (layers 16,24, PCA 256, d=128, one encoder layer,
+10 epochs, JBB fit rows weighted 0.3), against the logistic heads on pooled states fitted on the same rows
+(+jbb0.3 in grader_real.py), acc / AUROC:
 
     gold macro AUROC 0.883 (heads 0.915)   gold fully_complies 0.832/0.904 (0.829/0.915)
     gold disallowed_content 0.937/0.835 (0.952/0.925)   gold inability_to_comply 0.969/0.954 (0.960/0.919)
