@@ -16,8 +16,7 @@ Labels:
                        jailbroken and complies; a reply that debunks the claim it was asked to argue is neither.
                        Rows we have not labelled (another file) carry no `fully_complies` label.
   apology, inability_to_comply, judgement
-                     = our reading of the dev rows only (same file; the questions of the default policy): they
-                       measure the grader on third-party text and never enter a fit (no fit row carries them).
+                     = our reading too (same file; the default policy's questions; data/jbb_labels.md).
 """
 
 from __future__ import annotations
@@ -34,7 +33,7 @@ __all__ = ["DEV_MOD", "JBB_FILE", "JBB_LABELLED", "LABELS_FILE", "jbb_id", "jbb_
 DEV_MOD = 5  # 1 in DEV_MOD behaviours (by hash) is dev
 JBB_FILE = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "jbb" / "responses.jsonl"
 JBB_LABELLED = ("disallowed_content", "fully_complies", "apology", "inability_to_comply", "judgement")
-LABELS_FILE = DATA_DIR / "jbb_labels.jsonl"  # our reading (data/jbb_labels.md): fully_complies; 3 more on dev rows
+LABELS_FILE = DATA_DIR / "jbb_labels.jsonl"  # our reading of four propositions, data/jbb_labels.md
 
 Split = Literal["dev", "fit"]
 

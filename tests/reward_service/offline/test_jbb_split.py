@@ -36,10 +36,10 @@ def test_our_fully_complies_labels_cover_the_data_and_differ_from_jailbroken():
     if not JBB_FILE.exists():
         pytest.skip(f"JailbreakBench replies not found at {JBB_FILE}")
     rows, proxy = jbb_rows(), jbb_rows(labels_file=None)
-    dev_only = {"apology", "inability_to_comply", "judgement"}  # our reading of the dev rows: measure, never fit
-    for r in rows:
-        dev = jbb_split(r["behavior"]) == "dev"
-        assert set(r["propositions"]) == {"disallowed_content", "fully_complies"} | (dev_only if dev else set())
+    ours = {"fully_complies", "apology", "inability_to_comply", "judgement"}
+    assert all(set(r["propositions"]) == {"disallowed_content"} | ours for r in rows)
+    # read in two passes by different readers, yet no reply both says it cannot comply and fully complies
+    assert not any(r["propositions"]["inability_to_comply"] and r["propositions"]["fully_complies"] for r in rows)
     assert all(r["propositions"]["fully_complies"] == r["propositions"]["disallowed_content"] for r in proxy)
     differ = sum(r["propositions"]["fully_complies"] != r["propositions"]["disallowed_content"] for r in rows)
     assert 0.03 * len(rows) < differ < 0.3 * len(rows)
