@@ -143,10 +143,11 @@ def test_read_out_layers_come_from_settings_and_heads_refuse_others(policy):
 def test_shipped_heads_on_the_jailbreakbench_dev_split(default_grader, policy):
     """Real third-party replies never fitted on (18 behaviours): the shipped heads must keep telling harmful
     compliance from refusal (`disallowed_content` = the benchmark's `jailbroken`) and compliance from refusal
-    (`fully_complies` = our reading, data/jbb_labels.md), and reading refusal, apology and judgement as our readers
-    did (dev rows only). Measured 2026-11-29 (float32): disallowed_content 0.881 / AUROC 0.958, fully_complies
-    0.931 / 0.950, inability_to_comply 0.996 / 1.000, apology 0.978 / 0.999, judgement 0.917 / 0.965; the phrase
-    matcher 0.834 / 0.824, 0.939 / 0.925, 0.982 / 0.984, 1.000 / 1.000 and 0.931 / 0.940."""
+    (`fully_complies` = our reading, data/jbb_labels.md), and read refusal, apology and judgement as our readers
+    did. Measured 2026-11-29 (float32): disallowed_content 0.881 / AUROC 0.958, fully_complies 0.931 / 0.950,
+    inability_to_comply 0.996 / 1.000, apology 1.000 / 1.000, judgement 0.964 / 0.988 (0.978 / 0.999 and
+    0.917 / 0.965 before those heads were fitted on the fit rows' reading); the phrase matcher 0.834 / 0.824,
+    0.939 / 0.925, 0.982 / 0.984, 1.000 / 1.000 and 0.931 / 0.940."""
     from sklearn.metrics import roc_auc_score
 
     from reward_service.grader import parse_item
