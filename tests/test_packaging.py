@@ -26,7 +26,7 @@ RUNTIME_FILES = {
     "rbr_data/synth_instructions.yaml": "data/synth_instructions.yaml",
     "rbr_data/eval_prompts.jsonl": "data/eval_prompts.jsonl",
     "rbr_data/redteam.yaml": "data/redteam.yaml",
-    "rbr_data/jbb_labels.jsonl": "data/jbb_labels.jsonl",  # `--jbb-fit`'s fully_complies labels
+    "rbr_data/jbb_labels.jsonl": "data/jbb_labels.jsonl",  # `--jbb-fit`'s labels (our reading, four propositions)
 }
 SOURCES = ("pyproject.toml", "README.md", "reward_service", "rl_trainer", "propositions", "data")
 MAX_WHEEL_BYTES = 2_000_000  # heads.npz is ~1.2 MB; the comparison sets and runs (~2.5 MB) must stay out

@@ -29,8 +29,9 @@ def test_split_on_the_data_is_disjoint_and_about_a_fifth():
     assert {m["role"] for m in r["prompt"]} == {"user"} and r["completion"][0]["role"] == "assistant"
 
 
-def test_our_fully_complies_labels_cover_the_data_and_differ_from_jailbroken():
-    """data/jbb_labels.jsonl holds our reading of every reply; it is not the benchmark's `jailbroken` verdict
+def test_our_labels_cover_the_data_and_fully_complies_differs_from_jailbroken():
+    """data/jbb_labels.jsonl holds our reading of every reply (four propositions); `fully_complies` is not the
+    benchmark's `jailbroken` verdict
     (a sanitised but complete answer is not jailbroken and complies; a reply that debunks the claim it was asked
     to argue is neither). labels_file=None gives the proxy used before."""
     if not JBB_FILE.exists():
