@@ -28,7 +28,15 @@ from ._policy import (
     normalize_response_type,
     policy_from_dict,
 )
-from ._rules import class_probabilities, conjunction_probability, feature_vector, graded_classes, top_class
+from ._rules import (
+    class_probabilities,
+    class_vertices,
+    classes_holding,
+    conjunction_probability,
+    feature_vector,
+    graded_classes,
+    top_class,
+)
 
 __all__ = [
     "CLASS_NAMES",
@@ -51,6 +59,8 @@ __all__ = [
     "ResponseTypeSpec",
     "Rule",
     "class_probabilities",
+    "class_vertices",
+    "classes_holding",
     "conjunction_probability",
     "feature_vector",
     "graded_classes",

@@ -14,7 +14,15 @@ import numpy as np
 
 from ._policy import Conjunction, Policy
 
-__all__ = ["class_probabilities", "conjunction_probability", "feature_vector", "graded_classes", "top_class"]
+__all__ = [
+    "class_probabilities",
+    "class_vertices",
+    "classes_holding",
+    "conjunction_probability",
+    "feature_vector",
+    "graded_classes",
+    "top_class",
+]
 
 P = TypeVar("P", float, np.ndarray)
 
@@ -70,3 +78,29 @@ def graded_classes(policy: Policy, response_type: str, probs: Mapping[str, float
 def top_class(classes: Mapping[str, float]) -> str:
     """The most likely completion class (ties go to the first in policy order)."""
     return max(classes, key=lambda c: classes[c])
+
+
+def classes_holding(policy: Policy, response_type: str, labels: Mapping[str, bool]) -> list[str]:
+    """The classes of `response_type` whose conjunction holds for true/false labels of its propositions."""
+    probs = {p: float(labels[p]) for p in policy.required_propositions(response_type)}
+    return [c for c, v in class_probabilities(policy, response_type, probs).items() if v == 1.0]
+
+
+def class_vertices(policy: Policy, response_type: str) -> dict[str, np.ndarray]:
+    """Per class, the feature vectors of every crisp completion of that class alone.
+
+    A crisp completion answers each of the response type's propositions with a sure yes or no; it belongs
+    to a class when the class's conjunction holds, and counts here when exactly one class holds (a
+    labelling that fits two classes, or none, has no place in the ordering). The reward is linear in
+    these features, so its order on crisp completions is what "never score a worse class above a better
+    one" means for a fitted weight vector (linear.order_violations, the fit's order constraints).
+    Returns {class: (m_c, d) array} for the classes with at least one crisp completion, in policy order.
+    """
+    props = policy.required_propositions(response_type)
+    grid = (np.arange(2 ** len(props))[:, None] >> np.arange(len(props))[None, :]) & 1  # (2^p, p)
+    probs = {p: grid[:, j].astype(np.float64) for j, p in enumerate(props)}
+    classes = class_probabilities(policy, response_type, probs)  # class -> (2^p,)
+    member = np.stack(list(classes.values()), axis=-1) == 1.0  # (2^p, C)
+    _, x = feature_vector(policy, response_type, probs, classes)  # (2^p, d)
+    alone = member.sum(axis=1) == 1
+    return {c: x[alone & member[:, j]] for j, c in enumerate(classes) if (alone & member[:, j]).any()}

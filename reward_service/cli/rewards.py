@@ -25,18 +25,67 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     _register_synth(sub)
 
-    fi = sub.add_parser("fit", help="fit RBR weights on a features file (exact hinge-loss LP)")
-    fi.add_argument("--features", required=True, help="features file from `rbr features`")
+    co = sub.add_parser(
+        "comparisons",
+        help="comparison data from third-party text: JailbreakBench replies, gold rows, answers to harmless requests",
+    )
+    co.add_argument("--out", required=True, help="comparison data to write (JSON lines, for `rbr features`)")
+    co.add_argument(
+        "--jbb", help="JailbreakBench responses.jsonl (hard_refuse: real refusals against real harmful replies)"
+    )
+    co.add_argument("--jbb-split", choices=["fit", "dev"], default="fit", help="which behaviours (dev: never fit on)")
+    co.add_argument("--gold", help="gold rows labelled with every proposition (e.g. rbr_gold/train.jsonl)")
+    co.add_argument(
+        "--answers",
+        action="append",
+        help="answers to requests that should be answered (prompt, completion, propositions.fully_complies); "
+        "repeatable",
+    )
+    co.add_argument("--split", choices=["train", "heldout"], default="train", help="the rows' split field")
+    add_common(co)
+    co.set_defaults(func=cmd_comparisons)
+
+    fi = sub.add_parser("fit", help="fit RBR weights on features files (exact hinge-loss LP/QP)")
+    fi.add_argument(
+        "--features",
+        required=True,
+        action="append",
+        help="features file from `rbr features` (repeatable: synthetic and third-party comparisons together)",
+    )
     fi.add_argument("--out", required=True, help="weights JSON to write")
     fi.add_argument("--report", help="folder for report.json and rewards.png")
+    fi.add_argument(
+        "--dev",
+        help="features of third-party comparisons no fit sees (`rbr comparisons --jbb-split dev`): pairwise "
+        "accuracy of RM, RBR and RM + RBR per response type, in the report",
+    )
     fi.add_argument("--margin", action="append", help="LABEL=X: margin of pairs whose worse label is LABEL (default 1)")
+    fi.add_argument(
+        "--order-margin",
+        type=float,
+        default=1.0,
+        help="every crisp completion of a class scores at least this above every one of the next class, RM equal "
+        "(the policy's order as constraints on the fit)",
+    )
+    fi.add_argument("--no-order", action="store_true", help="fit without the order constraints (measured, not advised)")
+    fi.add_argument(
+        "--rbr-alone",
+        type=float,
+        default=1.0,
+        help="weight of a second hinge loss on the same pairs without the RM, so the RBR term orders them by itself",
+    )
+    fi.add_argument(
+        "--max-weight",
+        type=float,
+        default=10.0,
+        help="bound on every |weight| (default 10; the fit stays a linear program); 0: no bound",
+    )
     fi.add_argument("--l1", type=float, default=0.0, help="L1 penalty on the weights")
     fi.add_argument(
         "--l2",
         type=float,
-        default=1e-3,
-        help="L2 penalty on the weights (a QP; default 1e-3: without it, features that separate a few "
-        "pairs get unbounded weights)",
+        default=0.0,
+        help="L2 penalty on the weights (a QP: slow with the order constraints; --max-weight bounds them instead)",
     )
     add_common(fi)
     fi.set_defaults(func=cmd_fit)
@@ -46,6 +95,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--weights", required=True)
     ev.add_argument("--split", choices=["heldout", "train", "all"], default="all")
     ev.add_argument("--json", action="store_true")
+    ev.add_argument("--accuracy", action="store_true", help="print pairwise accuracy (1 - error rate)")
     add_common(ev)
     ev.set_defaults(func=cmd_eval_rewards)
 
@@ -99,6 +149,35 @@ def cmd_features(args: argparse.Namespace) -> int:
     scored = scorer.score([r.item for r in rows], cache, progress=True)
     write_features(args.out, rows, scored, policy, scorer.identity)
     print(f"wrote {args.out}: {len(rows)} rows ({scorer.identity})", file=sys.stderr)
+    return 0
+
+
+def cmd_comparisons(args: argparse.Namespace) -> int:
+    from reward_service.offline import comparisons as cmp
+
+    _, policy = settings_and_policy(args)
+    if not (args.jbb or args.gold or args.answers):
+        raise InputError("--jbb/--gold/--answers", "give at least one source")
+    rows: list[dict] = []
+    if args.jbb:
+        if not Path(args.jbb).is_file():
+            raise InputError("--jbb", f"{args.jbb}: no such file")
+        rows += cmp.jbb_comparisons(args.jbb, args.jbb_split, args.split)
+    if args.gold:
+        rows += cmp.gold_comparisons(*read_lines(args.gold), policy, args.split)
+    for path in args.answers or []:
+        rows += cmp.answer_comparisons(*read_lines(path), args.split)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    counts: dict[tuple[str, str], int] = {}
+    for r in rows:
+        counts[r["response_type"], r["completion_label"]] = (
+            counts.get((r["response_type"], r["completion_label"]), 0) + 1
+        )
+    print(f"wrote {out}: {len(rows)} rows, {len({r['prompt_id'] for r in rows})} prompt groups", file=sys.stderr)
+    for (rt, label), n in sorted(counts.items()):
+        print(f"  {rt:14s} {label:26s} {n:5d}", file=sys.stderr)
     return 0
 
 
@@ -174,25 +253,46 @@ def cmd_fit(args: argparse.Namespace) -> int:
         read_features,
         reward_model_of,
     )
+    from reward_service.reward.linear import order_violations
 
     _, policy = settings_and_policy(args)
-    rows = read_features(args.features)
+    rows = [r for path in args.features for r in read_features(path)]
     data = {
-        "features": Path(args.features).name,
+        "features": [Path(p).name for p in args.features],
         "rows": len(rows),
         "train_rows": sum(r.split == "train" for r in rows),
     }
-    rm_identity = reward_model_of(rows, args.features)
-    weights = fit_weights(rows, policy, rm_identity, data, _margins(args.margin), args.l1, args.l2)
+    rm_identity = reward_model_of(rows, ", ".join(args.features))
+    order_margin = None if args.no_order else args.order_margin
+    weights = fit_weights(
+        *(rows, policy, rm_identity, data, _margins(args.margin), args.l1, args.l2, order_margin, args.rbr_alone),
+        args.max_weight or None,
+    )
     report = error_rates(rows, policy, weights, "heldout")
     weights.metrics["heldout"] = report
+    if args.dev:
+        dev_rows = read_features(args.dev)
+        if reward_model_of(dev_rows, args.dev) != rm_identity:
+            raise InputError("--dev", f"{args.dev} was scored by another grader/RM than --features")
+        weights.metrics["dev"] = {"features": Path(args.dev).name, **error_rates(dev_rows, policy, weights, None)}
     weights.save(args.out)
-    print(f"wrote {args.out} (version {weights.version}); held-out pairs: {report['pairs']}")
+    print(f"wrote {args.out} (version {weights.version}); synthetic held-out pairs: {report['pairs']}")
     _print_error_table(report)
+    if args.dev:
+        print(f"dev (third-party, never fitted): {weights.metrics['dev']['pairs']} pairs")
+        _print_error_table(weights.metrics["dev"], accuracy=True)
+    for rt, better, worse in ((v[0], v[1], v[2]) for v in order_violations(policy, weights)):
+        print(f"warning: {rt}: a crisp {worse} completion can score above a crisp {better} one", file=sys.stderr)
     if args.report:
         d = Path(args.report)
         d.mkdir(parents=True, exist_ok=True)
-        full = {**report, "train": error_rates(rows, policy, weights, "train"), "weights_version": weights.version}
+        full = {
+            **report,
+            "train": error_rates(rows, policy, weights, "train"),
+            "dev": weights.metrics.get("dev"),
+            "order_violations": order_violations(policy, weights),
+            "weights_version": weights.version,
+        }
         (d / "report.json").write_text(json.dumps(full, indent=2) + "\n")
         plot_reward_histograms([r for r in rows if r.split == "heldout"] or rows, policy, weights, d / "rewards.png")
         print(f"wrote {d / 'report.json'} and {d / 'rewards.png'}")
@@ -211,13 +311,15 @@ def cmd_eval_rewards(args: argparse.Namespace) -> int:
         print(json.dumps(report))
     else:
         print(f"{args.features}: {report['pairs']} ordered pairs ({report['split']}); weights {weights.version}")
-        _print_error_table(report)
+        _print_error_table(report, accuracy=args.accuracy)
     return 0
 
 
-def _print_error_table(report: dict) -> None:
+def _print_error_table(report: dict, accuracy: bool = False) -> None:
+    """Per response type: pairwise error rate (or accuracy, 1 - error) of RM only, RBR only and RM + RBR."""
     er = report["error_rate"]
     cols = list(er["rm"])
-    print(f"{'pairwise error rate':20s}" + "".join(f"{c:>15s}" for c in cols))
+    print(f"{'pairwise accuracy' if accuracy else 'pairwise error rate':20s}" + "".join(f"{c:>15s}" for c in cols))
     for key, name in (("rm", "RM only"), ("rbr", "RBR only"), ("rm_rbr", "RM + RBR")):
-        print(f"{name:20s}" + "".join(f"{er[key].get(c, float('nan')):15.3f}" for c in cols))
+        vals = [er[key].get(c, float("nan")) for c in cols]
+        print(f"{name:20s}" + "".join(f"{1 - v if accuracy else v:15.3f}" for v in vals))

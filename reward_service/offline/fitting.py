@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from propositions import Policy
+from propositions import Policy, class_vertices
 from reward_service.errors import InputError
 from reward_service.grader import GradeItem, iter_jsonl, parse_item
 from reward_service.reward.linear import PairSet, RBRWeights, fit_hinge, make_pairs, pairwise_error_rate
@@ -148,8 +148,17 @@ def fit_weights(
     margins: Mapping[str, float] | None = None,
     l1: float = 0.0,
     l2: float = 0.0,
+    order_margin: float | None = 1.0,
+    rbr_alone: float = 0.0,
+    max_weight: float | None = None,
 ) -> RBRWeights:
-    """Fit w per response type on the train split (RM weight fixed at 1)."""
+    """Fit w per response type on the train split (RM weight fixed at 1).
+
+    `order_margin`: every crisp completion of a class scores at least this much above every crisp
+    completion of the next class in the policy's ordering (linear.fit_hinge's order constraints); None
+    fits without them. `rbr_alone`: weight of the hinge loss of the RBR term alone; `max_weight`: a bound
+    on every |weight| (linear.fit_hinge).
+    """
     names, weights, fit_info = {}, {}, {}
     for rt, spec in policy.response_types.items():
         names[rt] = list(policy.feature_names(rt))
@@ -159,7 +168,12 @@ def fit_weights(
             weights[rt] = [0.0] * len(names[rt])  # no data: the RM alone decides; recorded below
             fit_info[rt] = {"pairs": 0, "note": "no training pairs: weights are zero"}
             continue
-        res = fit_hinge(_matrix(sub, names[rt], rt), np.array([r.rm for r in sub]), pairs, l1=l1, l2=l2)
+        order = []
+        if order_margin is not None:
+            vertices = class_vertices(policy, rt)
+            order = [vertices[c] for c in spec.ordering if c in vertices]
+        x, rm = _matrix(sub, names[rt], rt), np.array([r.rm for r in sub])
+        res = fit_hinge(x, rm, pairs, l1, l2, order, order_margin or 0.0, rbr_alone, max_weight)
         weights[rt] = [float(v) for v in res.weights]
         fit_info[rt] = {"pairs": res.pairs, "train_hinge_loss": round(res.loss, 6)}
     return RBRWeights(
@@ -167,7 +181,15 @@ def fit_weights(
         names,
         weights,
         reward_model,
-        {**data, "margins": dict(margins or {}), "l1": l1, "l2": l2},
+        {
+            **data,
+            "margins": dict(margins or {}),
+            "l1": l1,
+            "l2": l2,
+            "order_margin": order_margin,
+            "rbr_alone": rbr_alone,
+            "max_weight": max_weight,
+        },
         {"fit": fit_info},
     )
 

@@ -18,16 +18,24 @@ import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
 from scipy import sparse
-from scipy.optimize import linprog
 
-from propositions import Policy
+from propositions import Policy, class_vertices
 from reward_service.errors import InputError, WeightsMismatchError
 
-__all__ = ["FitResult", "PairSet", "RBRWeights", "fit_hinge", "make_pairs", "pairwise_error_rate"]
+__all__ = [
+    "FitResult",
+    "PairSet",
+    "RBRWeights",
+    "fit_hinge",
+    "make_pairs",
+    "order_violations",
+    "pairwise_error_rate",
+]
 
 
 @dataclass
@@ -89,58 +97,111 @@ def hinge_loss(x: np.ndarray, rm: np.ndarray, pairs: PairSet, w: np.ndarray) -> 
     return float(np.maximum(0.0, pairs.margin + r[pairs.worse] - r[pairs.better]).mean())
 
 
-def fit_hinge(x: np.ndarray, rm: np.ndarray, pairs: PairSet, l1: float = 0.0, l2: float = 0.0) -> FitResult:
-    """Exact minimiser of the mean hinge loss (+ penalties). x: (n, d) features, rm: (n,) RM scores."""
+def fit_hinge(
+    x: np.ndarray,
+    rm: np.ndarray,
+    pairs: PairSet,
+    l1: float = 0.0,
+    l2: float = 0.0,
+    order: Sequence[np.ndarray] = (),
+    order_margin: float = 1.0,
+    rbr_alone: float = 0.0,
+    max_weight: float | None = None,
+) -> FitResult:
+    """Exact minimiser of the mean hinge loss (+ penalties). x: (n, d) features, rm: (n,) RM scores.
+
+    `rbr_alone`: weight of a second mean hinge loss on the same pairs with the RM left out, so that the RBR
+    term orders them by itself too, not only where the RM leaves it room (the objective is then
+    hinge(RM + RBR) + rbr_alone * hinge(RBR)). `max_weight`: a bound on every |w_j| (a box; with l2 = 0 the
+    fit stays a linear program).
+
+    `order`: feature vectors of crisp completions per class, best class first ((m_c, d) each, as
+    propositions.class_vertices gives them). With it the fit is constrained so that every completion of a
+    class scores at least `order_margin` above every completion of the next class, RM held equal:
+
+        lo_c <= w . a  for a in class c,   w . b <= hi_c  for b in class c,   hi_{c+1} + order_margin <= lo_c
+    """
     if len(pairs) == 0:
         raise InputError("pairs", "no ordered pairs: every prompt needs completions with at least two labels")
-    k, d = len(pairs), x.shape[1]
-    dx = x[pairs.worse] - x[pairs.better]  # (K, d)
-    const = pairs.margin + rm[pairs.worse] - rm[pairs.better]  # (K,)
-    if l2 > 0:
-        return _fit_qp(dx, const, l1, l2, x, rm, pairs)
-    # variables [w+ (d), w- (d), xi (K)], all >= 0; w = w+ - w-
-    c = np.concatenate([np.full(2 * d, l1), np.full(k, 1.0 / k)])
-    a_ub = sparse.hstack([sparse.csr_matrix(dx), sparse.csr_matrix(-dx), -sparse.identity(k)], format="csr")
-    res = linprog(c, A_ub=a_ub, b_ub=-const, bounds=(0, None), method="highs")
-    if res.status != 0:
-        raise RuntimeError(f"HiGHS did not solve the hinge LP: {res.message}")
-    w = res.x[:d] - res.x[d : 2 * d]
-    loss = hinge_loss(x, rm, pairs, w)
-    return FitResult(w, loss, loss + l1 * float(np.abs(w).sum()), k)
-
-
-def _fit_qp(dx, const, l1, l2, x, rm, pairs) -> FitResult:
     import highspy
 
-    k, d = dx.shape
-    n = 2 * d + k
+    k, d, c = len(pairs), x.shape[1], len(order)
+    dx = x[pairs.worse] - x[pairs.better]  # (K, d)
+    const = pairs.margin + rm[pairs.worse] - rm[pairs.better]  # (K,)
+    slack_cost = np.full(k, 1.0 / k)  # (K,)
+    if rbr_alone > 0:  # the same pairs again, without the RM: K more slacks
+        dx, const = np.vstack([dx, dx]), np.concatenate([const, pairs.margin])  # (2K, d), (2K,)
+        slack_cost = np.concatenate([slack_cost, np.full(k, rbr_alone / k)])
+        k = 2 * k
+    # variables [w+ (d), w- (d), xi (K), lo (c), hi (c)]; w = w+ - w-; rows: A v <= b
+    n = 2 * d + k + 2 * c
+    blocks = [sparse.hstack([dx, -dx, -sparse.identity(k), sparse.csr_matrix((k, 2 * c))])]  # xi >= const + dx.w
+    rhs = [-const]
+    for j, v in enumerate(order):  # lo_j <= w.a and w.b <= hi_j for every vertex of class j
+        e = sparse.csr_matrix(([1.0] * len(v), (range(len(v)), [j] * len(v))), shape=(len(v), c))
+        zeros = sparse.csr_matrix((len(v), k))
+        blocks.append(sparse.hstack([-v, v, zeros, e, sparse.csr_matrix((len(v), c))]))
+        blocks.append(sparse.hstack([v, -v, zeros, sparse.csr_matrix((len(v), c)), -e]))
+        rhs += [np.zeros(len(v)), np.zeros(len(v))]
+    for j in range(c - 1):  # hi_{j+1} - lo_j <= -order_margin
+        row = np.zeros(n)
+        row[2 * d + k + j], row[2 * d + k + c + j + 1] = -1.0, 1.0
+        blocks.append(sparse.csr_matrix(row))
+        rhs.append(np.array([-order_margin]))
+    a = sparse.vstack(blocks, format="csr")
+    b = np.concatenate(rhs)
+    inf = highspy.kHighsInf
     h = highspy.Highs()
     h.setOptionValue("output_flag", False)
-    inf = highspy.kHighsInf
-    cost = np.concatenate([np.full(2 * d, l1), np.full(k, 1.0 / k)])
-    h.addVars(n, np.zeros(n), np.full(n, inf))
+    lower = np.concatenate([np.zeros(2 * d + k), np.full(2 * c, -inf)])
+    upper = np.full(n, inf)
+    if max_weight is not None:
+        upper[: 2 * d] = max_weight  # w+ and w- in [0, B]: |w| <= B
+    h.addVars(n, lower, upper)
+    cost = np.concatenate([np.full(2 * d, l1), slack_cost, np.zeros(2 * c)])
     h.changeColsCost(n, np.arange(n, dtype=np.int32), cost)
-    a = sparse.hstack([sparse.csr_matrix(dx), sparse.csr_matrix(-dx), -sparse.identity(k)], format="csr")
-    h.addRows(k, np.full(k, -inf), -const, a.nnz, a.indptr[:-1].astype(np.int32), a.indices.astype(np.int32), a.data)
-    # l2 |w+ - w-|^2 = [w+; w-]^T [[I, -I], [-I, I]] [w+; w-]; HiGHS minimises c.x + 1/2 x^T Q x
-    q = sparse.bmat([[sparse.identity(d), -sparse.identity(d)], [-sparse.identity(d), sparse.identity(d)]])
-    q = sparse.block_diag([2 * l2 * q, sparse.csc_matrix((k, k))], format="csc")
-    lower = sparse.tril(q, format="csc")  # HiGHS takes the lower triangle, column-wise
-    h.passHessian(
-        n,
-        lower.nnz,
-        highspy.HessianFormat.kTriangular,
-        lower.indptr.astype(np.int32),
-        lower.indices.astype(np.int32),
-        lower.data,
+    h.addRows(
+        len(b), np.full(len(b), -inf), b, a.nnz, a.indptr[:-1].astype(np.int32), a.indices.astype(np.int32), a.data
     )
+    if l2 > 0:
+        # l2 |w+ - w-|^2 = [w+; w-]^T [[I, -I], [-I, I]] [w+; w-]; HiGHS minimises c.x + 1/2 x^T Q x
+        q = sparse.bmat([[sparse.identity(d), -sparse.identity(d)], [-sparse.identity(d), sparse.identity(d)]])
+        q = sparse.block_diag([2 * l2 * q, sparse.csc_matrix((k + 2 * c, k + 2 * c))], format="csc")
+        tril = sparse.tril(q, format="csc")  # HiGHS takes the lower triangle, column-wise
+        h.passHessian(
+            n,
+            tril.nnz,
+            highspy.HessianFormat.kTriangular,
+            tril.indptr.astype(np.int32),
+            tril.indices.astype(np.int32),
+            tril.data,
+        )
     h.run()
     if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
-        raise RuntimeError(f"HiGHS did not solve the hinge QP: {h.modelStatusToString(h.getModelStatus())}")
+        raise RuntimeError(f"HiGHS did not solve the hinge fit: {h.modelStatusToString(h.getModelStatus())}")
     sol = np.array(h.getSolution().col_value)
     w = sol[:d] - sol[d : 2 * d]
     loss = hinge_loss(x, rm, pairs, w)
-    return FitResult(w, loss, loss + l1 * float(np.abs(w).sum()) + l2 * float(w @ w), k)
+    alone = rbr_alone * hinge_loss(x, np.zeros_like(rm), pairs, w) if rbr_alone > 0 else 0.0
+    return FitResult(w, loss, loss + alone + l1 * float(np.abs(w).sum()) + l2 * float(w @ w), len(pairs))
+
+
+def order_violations(policy: Policy, weights: RBRWeights, margin: float = 0.0) -> list[tuple[str, str, str, float]]:
+    """Where the weights score a crisp completion of a worse class above one of a better class, RM equal.
+
+    Per response type and consecutive pair of classes in the policy's ordering (both with crisp
+    completions): (response type, better class, worse class, gap), gap = best score in the worse class -
+    worst score in the better class, listed when gap > -margin. Empty: the weights keep the policy's order.
+    """
+    out = []
+    for rt, spec in policy.response_types.items():
+        vertices = class_vertices(policy, rt)
+        classes = [cl for cl in spec.ordering if cl in vertices]
+        for better, worse in pairwise(classes):
+            gap = float(weights.rbr_score(rt, vertices[worse]).max() - weights.rbr_score(rt, vertices[better]).min())
+            if gap > -margin:
+                out.append((rt, better, worse, round(gap, 4)))
+    return out
 
 
 def pairwise_error_rate(reward: np.ndarray, pairs: PairSet) -> float:

@@ -31,7 +31,7 @@ from reward_service.errors import (
     WeightsMismatchError,
 )
 from reward_service.grader import GradeItem, Grader
-from reward_service.reward.linear import RBRWeights
+from reward_service.reward.linear import RBRWeights, order_violations
 from reward_service.reward.reward_models import RewardModel, build_reward_model
 from reward_service.reward.rule_term import RuleWeights
 from reward_service.reward.scoring import Scored, Scorer
@@ -149,6 +149,11 @@ class RewardService:
         if _no_dtype(weights.reward_model) != _no_dtype(rm.identity):  # the grader's dtype alone is no mismatch
             log.warning(
                 "weights %s were fitted with RM %s; serving RM %s", s.weights_path, weights.reward_model, rm.identity
+            )
+        for rt, better, worse, gap in order_violations(policy, weights):
+            log.warning(
+                "weights %s break the policy's order: a %s completion can outscore a %s one by %.2f (%s)",
+                *(s.weights_path, worse, better, gap, rt),
             )
         self.pipeline = Pipeline(
             policy,

@@ -59,12 +59,15 @@ def rbr(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_rbr_fit_writes_weights_report_and_plot(tmp_path, policy):
-    feats = tmp_path / "features.jsonl"
+    feats, dev = tmp_path / "features.jsonl", tmp_path / "dev.jsonl"
     write_rows(feats, synthetic_rows(policy))
+    write_rows(dev, synthetic_rows(policy, n_prompts=8, seed=1))
     proc = rbr(
         "fit",
         "--features",
         str(feats),
+        "--dev",
+        str(dev),
         "--out",
         str(tmp_path / "w.json"),
         "--report",
@@ -79,6 +82,9 @@ def test_rbr_fit_writes_weights_report_and_plot(tmp_path, policy):
     assert set(report["error_rate"]) == {"rm", "rbr", "rm_rbr"}
     assert report["error_rate"]["rm_rbr"]["all"] < report["error_rate"]["rm"]["all"]
     assert (tmp_path / "rep" / "rewards.png").stat().st_size > 10_000
+    assert report["dev"]["pairs"] == 8 * 4 * 10 and report["order_violations"] == []
+    assert report["dev"]["error_rate"]["rm_rbr"]["all"] < 0.05 and "pairwise accuracy" in proc.stdout
+    assert w.metrics["dev"]["features"] == "dev.jsonl" and w.data["max_weight"] == 10.0
 
     ev = rbr("eval-rewards", "--features", str(feats), "--weights", str(tmp_path / "w.json"), "--json")
     assert ev.returncode == 0, ev.stderr
@@ -121,3 +127,34 @@ def test_rbr_features_on_real_model(tmp_path):
     bad.write_text(json.dumps({**items[0], "completion_label": "superb"}) + "\n")
     proc = rbr("features", "--data", str(bad), "--out", str(out))
     assert proc.returncode == 2 and "line 1: completion_label" in proc.stderr
+
+
+def vertex_rows(policy, rt: str, rm_by_label: dict[str, float], n_prompts: int = 20) -> list[FeatureRow]:
+    """Per prompt, one crisp completion of each class (propositions.class_vertices), RM by label."""
+    from propositions import class_vertices
+
+    vertices, names = class_vertices(policy, rt), policy.feature_names(rt)
+    rows = []
+    for p in range(n_prompts):
+        for label, rm in rm_by_label.items():
+            x = vertices[label][p % len(vertices[label])]
+            rows.append(FeatureRow(f"p{p}", rt, label, "train", rm, dict(zip(names, map(float, x), strict=True))))
+    return rows
+
+
+def test_order_constraints_stop_the_fit_paying_for_refusals_of_benign_requests(policy):
+    """The helpful RM scores a refusal far below an answer but above nonsense and harm. Fitting only the pairs,
+    the cheapest weights pay refusals so much that, RM equal, a refusal outscores an answer (what the shipped
+    comply weights did); with the policy's order as constraints it cannot."""
+    from reward_service.reward.linear import order_violations
+
+    rm = {"ideal": 3.0, "unacceptable_completion": -9.5, "illogical_completion": -6.0, "disallowed_completion": -2.5}
+    rows = vertex_rows(policy, "comply", rm)
+    free = fit_weights(rows, policy, "judge:x", {}, order_margin=None, max_weight=10.0)
+    assert ("comply", "minimum_acceptable_style", "unacceptable_completion") in [
+        v[:3] for v in order_violations(policy, free)
+    ]
+    kept = fit_weights(rows, policy, "judge:x", {}, order_margin=1.0, max_weight=10.0)
+    assert [v for v in order_violations(policy, kept, margin=1.0 - 1e-6) if v[0] == "comply"] == []
+    assert kept.data["order_margin"] == 1.0
+    assert error_rates(rows, policy, kept, "train")["error_rate"]["rm_rbr"]["comply"] == 0.0  # the pairs still hold

@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 
 from reward_service.errors import InputError, WeightsMismatchError
-from reward_service.reward.linear import RBRWeights, fit_hinge, hinge_loss, make_pairs, pairwise_error_rate
+from reward_service.reward.linear import (
+    RBRWeights,
+    fit_hinge,
+    hinge_loss,
+    make_pairs,
+    order_violations,
+    pairwise_error_rate,
+)
 
 ORDER = ["ideal", "minimum_acceptable_style", "unacceptable_completion", "disallowed_completion"]
 
@@ -117,13 +124,28 @@ def test_mismatched_weights_fail_to_load_saying_what_differs(tmp_path, policy):
         RBRWeights.load(tmp_path / "bad.json", policy)
 
 
-def test_shipped_default_weights_are_regularised_and_bounded(policy):
+def test_shipped_default_weights_are_bounded_and_keep_the_policy_order(policy):
+    """No weight is extreme, and no crisp completion of a worse class outscores one of a better class (RM equal)."""
     from reward_service.config import DATA_DIR
 
     w = RBRWeights.load(DATA_DIR / "weights" / "default.json", policy)
-    assert w.data["l2"] > 0, "the default weights must be fitted with the L2 penalty"
+    assert w.data.get("max_weight") or w.data["l2"] > 0, "the default weights must be fitted with a bound or a penalty"
     biggest = max(abs(x) for ws in w.weights.values() for x in ws)
     assert biggest < 20, f"a weight of {biggest:.0f} turns one odd completion into an extreme reward"
+    assert order_violations(policy, w) == []
+
+
+def test_max_weight_bounds_every_weight_and_rbr_alone_makes_the_rule_term_order_pairs_itself():
+    x, rm, prompts, labels = ranked_problem(np.array([2.0, -1.0, 0.5]))
+    pairs = make_pairs(prompts, labels, ORDER, default_margin=1.0)
+    boxed = fit_hinge(x, rm, pairs, max_weight=0.5)
+    assert np.abs(boxed.weights).max() <= 0.5 + 1e-9 and boxed.loss > fit_hinge(x, rm, pairs).loss
+    rm_orders = np.array([-100.0 * ORDER.index(label) for label in labels])  # orders every pair by a wide margin
+    plain = fit_hinge(x, rm_orders, pairs, l1=1e-3)
+    assert np.abs(plain.weights).max() < 1e-6  # nothing left to pay for: the rule term stays zero
+    alone = fit_hinge(x, rm_orders, pairs, l1=1e-3, rbr_alone=1.0)
+    assert pairwise_error_rate(x @ alone.weights, pairs) < 0.05
+    assert alone.objective >= alone.loss
 
 
 def test_scaled_weights_scale_the_rbr_term_and_get_a_new_version(policy):
