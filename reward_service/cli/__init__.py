@@ -5,7 +5,8 @@
     rbr fit-grader --gold FILE [--aug FILE] [--out F]    fit calibrators and trained heads
     rbr features --data F --out F                        grader features and RM scores for comparison data
     rbr synth --prompts F --out F                        graded comparison data written by the grader's LLM
-    rbr fit --features F --out W                         fit the RBR weights (hinge loss)
+    rbr comparisons --out F [--jbb F] [--gold F] [--answers F]  comparison data from third-party text
+    rbr fit --features F --out W [--dev F]               fit the RBR weights (hinge loss, the policy's order kept)
     rbr eval-rewards --features F --weights W            pairwise error rates of weights
     rbr prompts --out F [--per-category N]               topic-guided red-team prompts per category (SELF-ALIGN)
     rbr induce --responses F --out F --category C        the request each response answers (Safer-Instruct)
@@ -16,9 +17,9 @@
     rbr train --config F [--resume]                      PPO against the reward service (registered by rl_trainer)
     rbr eval-policy --model M [--compare M2]             Not-Unsafe / Not-Overrefuse of a policy (rl_trainer)
 
-Command groups: grading.py (grade, eval-grader, fit-grader), rewards.py (features, synth, fit, eval-rewards),
-data.py (prompts, induce, pairs), serving.py (serve, policy, fetch-model). Other packages add commands through
-the entry-point group `rbr.commands` (a `register(subparsers)` function): rl_trainer adds train and
+Command groups: grading.py (grade, eval-grader, fit-grader), rewards.py (features, synth, comparisons, fit,
+eval-rewards), data.py (prompts, induce, pairs), serving.py (serve, policy, fetch-model). Other packages add commands
+through the entry-point group `rbr.commands` (a `register(subparsers)` function): rl_trainer adds train and
 eval-policy, so the service never imports the trainer. Bad input exits with code 2 and a message naming the
 line and field; a model failure exits with 1.
 """

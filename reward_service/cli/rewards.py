@@ -1,4 +1,4 @@
-"""The reward's commands: `rbr features`, `rbr synth`, `rbr fit`, `rbr eval-rewards`."""
+"""The reward's commands: `rbr features`, `rbr synth`, `rbr comparisons`, `rbr fit`, `rbr eval-rewards`."""
 
 from __future__ import annotations
 
