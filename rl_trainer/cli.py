@@ -14,7 +14,7 @@ from pathlib import Path
 
 from propositions import InputError
 
-from .config import add_config_flags, config_overrides
+from .config import SFTConfig, add_config_flags, config_overrides
 
 __all__ = ["register"]
 
@@ -25,6 +25,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     tr.add_argument("--resume", action="store_true", help="continue from the last checkpoint in output_dir")
     add_config_flags(tr)
     tr.set_defaults(func=cmd_train)
+
+    sf = sub.add_parser("sft", help="a warm start: LoRA supervised fine-tuning on `rbr sft-data` rows (TRL)")
+    sf.add_argument("--config", help="SFT config (YAML/TOML/JSON, optionally under `sft:`; see rl_trainer/config.py)")
+    sf.add_argument("--resume", action="store_true", help="continue from the last checkpoint in output_dir")
+    add_config_flags(sf, config_cls=SFTConfig)
+    sf.set_defaults(func=cmd_sft)
 
     ep = sub.add_parser("eval-policy", help="generate with a model/checkpoint, grade via the service, report")
     ep.add_argument("--model", required=True, help="run checkpoint folder, model folder, hub id or embedded id")
@@ -45,6 +51,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="REPORT",
         help="a report.json of an earlier run on the same prompts, shown first beside the new ones (repeatable)",
     )
+    ep.add_argument(
+        "--best-of",
+        type=int,
+        default=1,
+        metavar="N",
+        help="sample N completions per prompt and report the one the service scores highest, beside a random pick "
+        "of the N (the control); also rejection sampling for SFT data (report.json keeps every pick)",
+    )
+    ep.add_argument("--temperature", type=float, default=1.0, help="sampling temperature with --best-of (> 0)")
+    ep.add_argument("--seed", type=int, default=0, help="seed of the sampling and of the random pick")
     ep.add_argument("--out", default="runs/eval", help="folder for report.json and policy_eval.png")
     ep.add_argument("--json", action="store_true", help="print the measures as JSON")
     add_config_flags(ep, ["service_url", "service_token", "prompts"])
@@ -58,6 +74,24 @@ def _config(args: argparse.Namespace, **overrides):
         return load_config(args.config, **config_overrides(args), **overrides)
     except ConfigError as e:
         raise InputError(args.config or "config", str(e)) from None
+
+
+def cmd_sft(args: argparse.Namespace) -> int:
+    from .config import ConfigError, load_config
+
+    try:
+        cfg = load_config(args.config, SFTConfig, "sft", **config_overrides(args))
+        from .sft import read_rows, train_sft
+
+        read_rows(cfg.data)  # a bad data file fails here, before the model loads
+    except (ConfigError, ValueError) as e:
+        field, _, problem = str(e).partition(": ")
+        raise InputError(field if problem else "sft", problem or str(e)) from None
+    except OSError as e:
+        raise InputError("data", f"cannot read {cfg.data}: {e.strerror or e}") from None
+    policy = train_sft(cfg, resume=args.resume)
+    print(f"rbr sft: done; adapter {policy}")
+    return 0
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -80,9 +114,15 @@ def cmd_eval_policy(args: argparse.Namespace) -> int:
     from reward_service.client import ServiceError
 
     from .config import ConfigError
-    from .evaluate import evaluate_policy, write_report
+    from .evaluate import best_of_n, evaluate_policy, write_report
     from .prompts import load_jbb_goals, load_prompts
 
+    if args.best_of < 1:
+        raise InputError("--best-of", f"must be at least 1, got {args.best_of}")
+    if args.best_of > 1 and args.temperature <= 0:
+        raise InputError(
+            "--temperature", f"must be above 0 to sample {args.best_of} completions, got {args.temperature}"
+        )
     cfg = _config(args, split=args.split)
     try:  # bad prompt files fail here, before minutes of generation
         records = load_prompts(cfg) + (load_jbb_goals(args.jbb) if args.jbb else [])
@@ -92,7 +132,13 @@ def cmd_eval_policy(args: argparse.Namespace) -> int:
     earlier = [r for path in args.include for r in _earlier_reports(path, [rec.id for rec in records])]
     models = [args.model, *args.compare]
     try:
-        reports = earlier + [evaluate_policy(m, cfg, args.max_new_tokens, records) for m in models]
+        if args.best_of > 1:
+            n, t = args.best_of, args.temperature
+            reports = earlier + [
+                r for m in models for r in best_of_n(m, cfg, n, t, args.max_new_tokens, records, args.seed)
+            ]
+        else:
+            reports = earlier + [evaluate_policy(m, cfg, args.max_new_tokens, records) for m in models]
     except ServiceError as e:
         print(f"rbr eval-policy: the reward service failed: {e}", file=sys.stderr)
         return 1

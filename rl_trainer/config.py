@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from reward_service.paths import DATA_DIR
 
-__all__ = ["ConfigError", "TrainConfig", "add_config_flags", "config_overrides", "load_config"]
+__all__ = ["ConfigError", "SFTConfig", "TrainConfig", "add_config_flags", "config_overrides", "load_config"]
 
 
 class ConfigError(ValueError):
@@ -99,16 +99,42 @@ class TrainConfig(BaseModel):
         return self.model_dump()
 
 
-def load_config(path: str | Path | None = None, **overrides: Any) -> TrainConfig:
-    """TrainConfig from a file (YAML/TOML/JSON; an optional `train:` section) and overrides (None: unset)."""
-    data = _read_file(Path(path)) if path is not None else {}
+class SFTConfig(BaseModel):
+    """`rbr sft`: LoRA supervised fine-tuning of the policy on a warm-start mixture (`rbr sft-data`)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, validate_default=True)
+
+    data: str = Field(
+        "runs/sft/mix.jsonl", description="SFT rows (JSON lines: prompt, completion) from `rbr sft-data`."
+    )
+    model: str = Field("embedded:smollm2-135m", description="The policy to start from: embedded model, folder or id.")
+    output_dir: str = Field("runs/warm-start", description="Where checkpoints, the loss curve and policy/ go.")
+    epochs: float = Field(2.0, gt=0, description="Passes over the data.")
+    batch_size: int = Field(8, ge=1, description="Rows per optimiser step.")
+    learning_rate: float = Field(2.0e-4, gt=0, description="AdamW learning rate (cosine decay, 5% warm-up).")
+    max_length: int = Field(384, ge=16, description="Tokens per row (conversation + reply); longer rows are cut.")
+    lora_r: int = Field(8, ge=1, description="LoRA rank on every linear layer (the adapter is the shipped policy).")
+    lora_alpha: int = Field(16, ge=1, description="LoRA scaling numerator (the update is scaled by alpha / r).")
+    save_every: int = Field(20, ge=1, description="Checkpoint every N optimiser steps (`--resume` continues from it).")
+    mixed_precision: Literal["auto", "bf16", "no"] = Field(
+        "auto", description="bf16 autocast: auto where this machine computes bf16 faster than float32."
+    )
+    seed: int = Field(0, description="Random seed (data order, LoRA init).")
+
+
+def load_config(
+    path: str | Path | None = None, config_cls: type[BaseModel] = TrainConfig, section: str = "train", **overrides: Any
+) -> Any:
+    """A config (TrainConfig by default) from a file (YAML/TOML/JSON; an optional `section:`) and overrides (None:
+    unset)."""
+    data = _read_file(Path(path), section) if path is not None else {}
     data |= {k: v for k, v in overrides.items() if v is not None}
-    unknown = sorted(set(data) - set(TrainConfig.model_fields))
+    unknown = sorted(set(data) - set(config_cls.model_fields))
     if unknown:
-        known = ", ".join(TrainConfig.model_fields)
+        known = ", ".join(config_cls.model_fields)
         raise ConfigError(f"unknown setting(s): {', '.join(unknown)}; known: {known}")
     try:
-        return TrainConfig(**data)
+        return config_cls(**data)
     except ValidationError as e:
         err = e.errors()[0]
         msg = err["msg"].removeprefix("Value error, ")
@@ -117,7 +143,7 @@ def load_config(path: str | Path | None = None, **overrides: Any) -> TrainConfig
         raise ConfigError(f"{'.'.join(map(str, err['loc']))}: {msg}, got {err.get('input')!r}") from None
 
 
-def _read_file(p: Path) -> dict[str, Any]:
+def _read_file(p: Path, section: str) -> dict[str, Any]:
     try:
         text = p.read_text()
     except OSError as e:
@@ -133,14 +159,16 @@ def _read_file(p: Path) -> dict[str, Any]:
         raise ConfigError(f"{p}: not valid {p.suffix.lstrip('.') or 'YAML'}: {e}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{p}: must be a mapping of settings")
-    return raw.get("train", raw)
+    return raw.get(section, raw)
 
 
-def add_config_flags(parser: argparse.ArgumentParser, names: list[str] | None = None) -> None:
-    """One `--field-name` flag per TrainConfig field (or the `names` given); unset flags leave the config alone."""
-    group = parser.add_argument_group("trainer config (each overrides --config)")
-    for name in names or list(TrainConfig.model_fields):
-        field = TrainConfig.model_fields[name]
+def add_config_flags(
+    parser: argparse.ArgumentParser, names: list[str] | None = None, config_cls: type[BaseModel] = TrainConfig
+) -> None:
+    """One `--field-name` flag per field of `config_cls` (or the `names` given); unset flags leave the config alone."""
+    group = parser.add_argument_group("config (each overrides --config)")
+    for name in names or list(config_cls.model_fields):
+        field = config_cls.model_fields[name]
         kind = _flag_type(field.annotation)
         extra: dict[str, Any] = {"choices": get_args(kind)} if get_origin(kind) is Literal else {"type": kind}
         group.add_argument(
@@ -148,7 +176,7 @@ def add_config_flags(parser: argparse.ArgumentParser, names: list[str] | None = 
             dest=f"config.{name}",
             metavar=name.upper(),
             default=None,
-            help=f"{field.description} (default: {field.default})",
+            help=f"{field.description} (default: {field.default})".replace("%", "%%"),
             **extra,
         )
 

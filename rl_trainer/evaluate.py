@@ -42,7 +42,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from reward_service.client import RewardClient
+from reward_service.client import RewardClient, ServiceError
 
 from .config import TrainConfig
 from .judge import refuses
@@ -52,21 +52,36 @@ from .prompts import PromptRecord, load_prompts
 __all__ = [
     "JUDGE_MEASURES",
     "MEASURES",
+    "best_of_n",
     "bootstrap_intervals",
     "disagreements",
     "evaluate_policy",
     "measures",
     "model_label",
     "plot_comparison",
+    "report_label",
     "write_report",
 ]
 
 MEASURES = ("not_unsafe", "not_overrefuse", "f1", "hard_refusal_style", "soft_refusal_style", "not_unsafe_content")
 JUDGE_MEASURES = ("judge_not_unsafe", "judge_not_overrefuse", "judge_f1", "judge_agreement_refuse")
 REFUSE_TYPES = ("hard_refuse", "safe_refuse_1", "safe_refuse_2")
+GRADE_CHUNK = 64  # items per request to the service (its max_items is 256 by default)
 
 
-def generate(model: str, records: list[PromptRecord], max_new_tokens: int, batch_size: int = 4) -> list[str]:
+def generate(
+    model: str,
+    records: list[PromptRecord],
+    max_new_tokens: int,
+    batch_size: int = 4,
+    n: int = 1,
+    temperature: float = 0.0,
+    seed: int = 0,
+) -> list[str]:
+    """`n` completions per record, record by record (len(records) * n): greedy when temperature is 0 (then n
+    must be 1), else sampled at `temperature` with torch seeded by `seed`."""
+    if temperature <= 0 and n != 1:
+        raise ValueError("n > 1 completions per prompt need sampling: temperature > 0")
     path = policy_dir(model)
     tok = load_tokenizer(model)
     lm = load_policy(model).eval()
@@ -76,13 +91,15 @@ def generate(model: str, records: list[PromptRecord], max_new_tokens: int, batch
         )
         for rec in records
     ]
+    sampling = {"do_sample": True, "temperature": temperature, "top_k": 0} if temperature > 0 else {"do_sample": False}
+    torch.manual_seed(seed)
     out: list[str] = []
-    for start in tqdm(range(0, len(texts), batch_size), desc=f"generating ({Path(path).name})"):
+    for start in tqdm(range(0, len(texts), batch_size), desc=f"generating ({Path(path).name}, {n} per prompt)"):
         enc = tok(texts[start : start + batch_size], return_tensors="pt", padding=True, add_special_tokens=False)
         with torch.inference_mode():
             ids = lm.generate(
-                **enc, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tok.pad_token_id
-            )  # (b, T + new)
+                **enc, max_new_tokens=max_new_tokens, num_return_sequences=n, pad_token_id=tok.pad_token_id, **sampling
+            )  # (b * n, T + new), each prompt's n sequences together
         out += [t.strip() for t in tok.batch_decode(ids[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)]
     return out
 
@@ -211,10 +228,44 @@ def bootstrap_intervals(
 def evaluate_policy(
     model: str, cfg: TrainConfig, max_new_tokens: int = 96, records: list[PromptRecord] | None = None
 ) -> dict:
-    """Generate for `records` (default: the config's eval prompts), grade through the service, and return the
-    measures and the rows."""
+    """Generate greedily for `records` (default: the config's eval prompts), grade through the service, and return
+    the measures and the rows."""
     records = load_prompts(cfg) if records is None else records
-    completions = generate(model, records, max_new_tokens)
+    rows, meta = _grade(records, generate(model, records, max_new_tokens), cfg)
+    return _report(model, cfg, rows, meta)
+
+
+def best_of_n(
+    model: str,
+    cfg: TrainConfig,
+    n: int,
+    temperature: float,
+    max_new_tokens: int = 96,
+    records: list[PromptRecord] | None = None,
+    seed: int = 0,
+) -> list[dict]:
+    """Best-of-N by reward and its control: sample `n` completions per prompt at `temperature`, grade all of
+    them through the service, and report the one the service scores highest (`variant` "best-of-N") and one
+    picked at random (seeded; "random-of-N"). Each row keeps the rewards of all its candidates."""
+    records = load_prompts(cfg) if records is None else records
+    texts = generate(model, records, max_new_tokens, n=n, temperature=temperature, seed=seed)
+    rows, meta = _grade([rec for rec in records for _ in range(n)], texts, cfg)
+    rng = random.Random(seed)
+    best, picked = [], []
+    for i in range(len(records)):
+        cands = rows[i * n : (i + 1) * n]
+        rewards = [c["reward"] for c in cands]
+        best.append({**max(cands, key=lambda c: c["reward"]), "candidate_rewards": rewards})
+        picked.append({**rng.choice(cands), "candidate_rewards": rewards})
+    how = {"n": n, "temperature": temperature, "seed": seed}
+    return [
+        _report(model, cfg, best, meta, variant=f"best-of-{n}", sampling=how),
+        _report(model, cfg, picked, meta, variant=f"random-of-{n}", sampling=how),
+    ]
+
+
+def _grade(records: list[PromptRecord], completions: list[str], cfg: TrainConfig) -> tuple[list[dict], dict]:
+    """One row per (record, completion), graded by the service in one request; and the service's versions."""
     items = [
         {
             "prompt": [{"role": r, "content": c} for r, c in rec.messages],
@@ -223,11 +274,17 @@ def evaluate_policy(
         }
         for rec, text in zip(records, completions, strict=True)
     ]
+    rewards, comps, versions = [], [], set()
     with RewardClient(
         cfg.service_url, token=cfg.service_token, timeout=cfg.reward_timeout_s, retries=cfg.reward_retries
     ) as client:
-        out = client.rewards(items, return_components=True)
-    comps = out.components or []
+        for start in range(0, len(items), GRADE_CHUNK):
+            out = client.rewards(items[start : start + GRADE_CHUNK], return_components=True)
+            rewards += out.rewards
+            comps += out.components or []
+            versions.add((out.policy_hash, out.weights_version))
+    if len(versions) > 1:
+        raise ServiceError(f"the service changed policy or weights during the evaluation: {sorted(versions)}")
     rows = [
         {
             "id": rec.id,
@@ -239,16 +296,21 @@ def evaluate_policy(
             "propositions": c.propositions,
             "judge_refuses": refuses(text),
         }
-        for rec, text, r, c in zip(records, completions, out.rewards, comps, strict=True)
+        for rec, text, r, c in zip(records, completions, rewards, comps, strict=True)
     ]
+    (policy_hash, weights_version), *_ = versions
+    return rows, {"policy_hash": policy_hash, "weights_version": weights_version}
+
+
+def _report(model: str, cfg: TrainConfig, rows: list[dict], meta: dict, **extra) -> dict:
     return {
         "model": model,
+        **extra,
         "prompts": cfg.prompts,
         "split": cfg.split,
         "measures": measures(rows),
         "intervals": bootstrap_intervals(rows),
-        "policy_hash": out.policy_hash,
-        "weights_version": out.weights_version,
+        **meta,
         "rows": rows,
     }
 
@@ -275,7 +337,7 @@ def plot_comparison(reports: list[dict], path: Path) -> None:
                 [0.0 if v is None or c is None else c[1] - v for v, c in zip(vals, ci, strict=True)],
             ]
             heights = [0.0 if v is None else v for v in vals]
-            bars = ax.bar(xs, heights, width, yerr=err, capsize=2, label=model_label(rep["model"]))
+            bars = ax.bar(xs, heights, width, yerr=err, capsize=2, label=report_label(rep))
             ax.bar_label(bars, labels=["-" if v is None else f"{v:.2f}" for v in vals], fontsize=7)
         ax.set_xticks([j + width * (len(reports) - 1) / 2 for j in range(len(names))])
         ax.set_xticklabels([m.removeprefix("judge_").replace("_", " ") for m in names], fontsize=8)
@@ -283,7 +345,7 @@ def plot_comparison(reports: list[dict], path: Path) -> None:
     axes[0].set_ylim(0, 1.1)
     axes[0].set_ylabel("share of eval prompts")
     axes[0].legend(fontsize=8)
-    fig.suptitle("Policy evaluation (greedy decoding)")
+    fig.suptitle("Policy evaluation" + ("" if any(r.get("variant") for r in reports) else " (greedy decoding)"))
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -300,13 +362,19 @@ def model_label(model: str) -> str:
     return parts[-1] if parts else model
 
 
+def report_label(report: dict) -> str:
+    """The model's short name, and how its completions were picked when not greedily (e.g. "best-of-8")."""
+    variant = report.get("variant")
+    return f"{model_label(report['model'])} {variant}" if variant else model_label(report["model"])
+
+
 def write_report(reports: list[dict], out: Path) -> str:
     """report.json, policy_eval.png, disagreements.md and the table (returned)."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_text(json.dumps(reports if len(reports) > 1 else reports[0], indent=2) + "\n")
     plot_comparison(reports, out / "policy_eval.png")
     (out / "disagreements.md").write_text(_disagreements_md(reports))
-    names = [model_label(r["model"]) for r in reports]
+    names = [report_label(r) for r in reports]
     lines = [f"{'measure':24}" + "".join(f"{n[-24:]:>26}" for n in names)]
     for m in (*MEASURES, *JUDGE_MEASURES, "mean_reward", "n_refuse", "n_comply"):
         cells = (_cell(r["measures"].get(m), (r.get("intervals") or {}).get(m)) for r in reports)
@@ -324,7 +392,7 @@ def _disagreements_md(reports: list[dict]) -> str:
     ]
     for rep in reports:
         rows = disagreements(rep["rows"])
-        lines += ["", f"## {model_label(rep['model'])}: {len(rows)} of {len(rep['rows'])} rows", ""]
+        lines += ["", f"## {report_label(rep)}: {len(rows)} of {len(rep['rows'])} rows", ""]
         lines += ["| id | response type | grader | judge | completion (start) |", "|---|---|---|---|---|"]
         for d in rows:
             text = " ".join(d["completion"].split())[:200].replace("|", "\\|")

@@ -1,5 +1,6 @@
 """The data engine's commands: `rbr prompts` (red-team prompts), `rbr induce` (prompts from responses),
-`rbr pairs` (preference pairs for DPO). `rbr synth` (completions per class) is in rewards.py."""
+`rbr pairs` (preference pairs for DPO), `rbr sft-data` (a warm-start SFT mixture). `rbr synth` (completions per
+class) is in rewards.py."""
 
 from __future__ import annotations
 
@@ -39,6 +40,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_common(ind)
     ind.set_defaults(func=cmd_induce)
 
+    _register_sft_data(sub)
+
     pa = sub.add_parser("pairs", help="preference pairs (TRL's prompt/chosen/rejected) from comparison data, for DPO")
     pa.add_argument("--data", required=True, help="comparison data (JSON lines, e.g. data/comparisons/synth.jsonl)")
     pa.add_argument("--out", required=True, help="preference pairs to write (JSON lines)")
@@ -48,6 +51,60 @@ def register(sub: argparse._SubParsersAction) -> None:
     pa.add_argument("--plain", action="store_true", help="plain text prompt/chosen/rejected, not messages")
     add_common(pa)
     pa.set_defaults(func=cmd_pairs)
+
+
+def _register_sft_data(sub: argparse._SubParsersAction) -> None:
+    sf = sub.add_parser(
+        "sft-data",
+        help="a warm-start SFT mixture from third-party replies: brief refusals, supportive self-harm replies, answers",
+    )
+    sf.add_argument("--out", required=True, help="SFT rows to write (JSON lines: prompt, completion, response_type)")
+    sf.add_argument(
+        "--prompts", help="seed prompts whose hard-refuse ones get a real brief refusal (e.g. data/seed_prompts.jsonl)"
+    )
+    sf.add_argument("--split", default="train", help="only --prompts of this split (default train)")
+    sf.add_argument("--gold", help="gold rows: comply and self-harm replies of a good class; hard-refuse conversations")
+    sf.add_argument(
+        "--jbb", required=True, help="JailbreakBench responses.jsonl: where the real brief refusals come from"
+    )
+    sf.add_argument("--answers", action="append", help="answers to harmless requests with propositions.fully_complies")
+    sf.add_argument("--answer-source", action="append", help="keep only answers of these `source`s (repeatable)")
+    add_common(sf)
+    sf.set_defaults(func=cmd_sft_data)
+
+
+def cmd_sft_data(args: argparse.Namespace) -> int:
+    import sys
+
+    from reward_service.offline import sft_data
+
+    _, policy = settings_and_policy(args)
+    if not Path(args.jbb).is_file():
+        raise InputError("--jbb", f"{args.jbb}: no such file")
+    refusals = sft_data.brief_refusals(args.jbb)
+    hard, rows = [], []
+    if args.prompts:
+        hard += [("prompts", p) for p in sft_data.hard_refuse_prompts(*read_lines(args.prompts), policy, args.split)]
+    if args.gold:
+        good, gold_hard = sft_data.gold_rows(*read_lines(args.gold), policy)
+        rows += good
+        hard += [("gold", p) for p in gold_hard]
+    for path in args.answers or []:
+        rows += sft_data.answer_rows(*read_lines(path), args.answer_source)
+    for source in dict.fromkeys(s for s, _ in hard):
+        rows += sft_data.refusal_rows([p for s, p in hard if s == source], refusals, source)
+    if not rows:
+        raise InputError("--prompts/--gold/--answers", "no rows: give at least one source")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[f"{r['response_type']} ({r['source']})"] = counts.get(f"{r['response_type']} ({r['source']})", 0) + 1
+    print(f"wrote {out}: {len(rows)} rows; {len(refusals)} distinct real brief refusals", file=sys.stderr)
+    for k, n in sorted(counts.items()):
+        print(f"  {k:50s} {n:4d}", file=sys.stderr)
+    return 0
 
 
 def cmd_prompts(args: argparse.Namespace) -> int:
