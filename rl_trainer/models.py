@@ -51,9 +51,11 @@ def load_tokenizer(model: str):
 
 
 def load_policy(model: str, dtype: torch.dtype = torch.float32, trainable: bool = False, kind: str = "causal"):
-    """The model in `model` (a folder, checkpoint, adapter or id). An adapter is loaded over its base; for
+    """The model in `model` (a folder, checkpoint, adapter or id). An adapter is loaded over its base (itself
+    loaded, and merged, the same way when it is an adapter too, e.g. a PPO adapter over an SFT warm start); for
     inference (`trainable=False`) it is merged into the base, for training it stays a trainable PeftModel.
-    `kind` "value" loads a one-output sequence classifier (PPO's value model)."""
+    `kind` "value" loads a one-output sequence classifier (PPO's value model); a policy's adapter says nothing
+    about values, so a value model of a policy adapter starts from that adapter's base."""
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
     path = Path(policy_dir(model))
@@ -64,8 +66,11 @@ def load_policy(model: str, dtype: torch.dtype = torch.float32, trainable: bool 
         return cls.from_pretrained(path, dtype=dtype, **extra)
     from peft import PeftModel
 
-    base_id = json.loads((path / ADAPTER_CONFIG).read_text())["base_model_name_or_path"]
-    base = cls.from_pretrained(resolve_model_path(base_id), dtype=dtype, **extra)
+    adapter = json.loads((path / ADAPTER_CONFIG).read_text())
+    base_id = adapter["base_model_name_or_path"]
+    if kind == "value" and adapter.get("task_type") != "SEQ_CLS":
+        return load_policy(base_id, dtype, kind=kind)
+    base = load_policy(base_id, dtype, kind=kind)
     tok = load_tokenizer(str(path))
     if base.get_input_embeddings().weight.shape[0] < len(tok):
         base.resize_token_embeddings(len(tok))

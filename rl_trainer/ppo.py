@@ -59,7 +59,9 @@ def _load_models(cfg: TrainConfig, resume_from: Path | None):
     dtype = getattr(torch, cfg.dtype)
     start = str(resume_from) if resume_from else cfg.model
     tok = load_tokenizer(start)
-    policy = load_policy(start, dtype, trainable=True)
+    # a fresh run from an adapter (an SFT warm start) trains a new adapter over it, merged: the reference is
+    # then the warm start itself; a resumed run continues its own adapter
+    policy = load_policy(start, dtype, trainable=resume_from is not None)
     value = load_policy(str(resume_from / "value") if resume_from else cfg.model, dtype, trainable=True, kind="value")
     ref = None if cfg.lora_r else load_policy(cfg.model, dtype)  # the reference is always the start model
     for m in filter(None, (policy, value, ref)):
