@@ -81,15 +81,16 @@ def cmd_sft(args: argparse.Namespace) -> int:
 
     try:
         cfg = load_config(args.config, SFTConfig, "sft", **config_overrides(args))
-        from .sft import read_rows, train_sft
+        from .models import load_tokenizer
+        from .sft import fitting_rows, read_rows, train_sft
 
-        read_rows(cfg.data)  # a bad data file fails here, before the model loads
+        rows = fitting_rows(read_rows(cfg.data), load_tokenizer(cfg.model), cfg.max_length)  # before the model loads
     except (ConfigError, ValueError) as e:
         field, _, problem = str(e).partition(": ")
         raise InputError(field if problem else "sft", problem or str(e)) from None
     except OSError as e:
         raise InputError("data", f"cannot read {cfg.data}: {e.strerror or e}") from None
-    policy = train_sft(cfg, resume=args.resume)
+    policy = train_sft(cfg, rows, resume=args.resume)
     print(f"rbr sft: done; adapter {policy}")
     return 0
 

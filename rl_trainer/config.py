@@ -112,7 +112,11 @@ class SFTConfig(BaseModel):
     epochs: float = Field(2.0, gt=0, description="Passes over the data.")
     batch_size: int = Field(8, ge=1, description="Rows per optimiser step.")
     learning_rate: float = Field(2.0e-4, gt=0, description="AdamW learning rate (cosine decay, 5% warm-up).")
-    max_length: int = Field(384, ge=16, description="Tokens per row (conversation + reply); longer rows are cut.")
+    max_length: int = Field(
+        512,
+        ge=16,
+        description="Tokens per row (conversation + reply); longer rows are cut, rows with no room left out.",
+    )
     lora_r: int = Field(8, ge=1, description="LoRA rank on every linear layer (the adapter is the shipped policy).")
     lora_alpha: int = Field(16, ge=1, description="LoRA scaling numerator (the update is scaled by alpha / r).")
     save_every: int = Field(20, ge=1, description="Checkpoint every N optimiser steps (`--resume` continues from it).")

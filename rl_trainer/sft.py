@@ -10,12 +10,13 @@ Checkpoints every `save_every` steps; `--resume` continues from the last one.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 from .config import SFTConfig
 from .models import autocast_dtype, load_policy, load_tokenizer, save_policy
 
-__all__ = ["read_rows", "train_sft"]
+__all__ = ["fitting_rows", "read_rows", "train_sft"]
 
 
 def read_rows(path: str | Path) -> list[dict]:
@@ -39,8 +40,28 @@ def read_rows(path: str | Path) -> list[dict]:
     return rows
 
 
-def train_sft(cfg: SFTConfig, resume: bool = False) -> Path:
-    """Fine-tune, save the adapter and the loss curve; returns the policy folder."""
+def fitting_rows(rows: list[dict], tok, max_length: int) -> list[dict]:
+    """The rows whose reply starts within `max_length` tokens (a longer conversation would be cut before its reply
+    and teach nothing); says on stderr how many were left out."""
+    keep = []
+    for r in rows:
+        head = tok.apply_chat_template(r["prompt"], tokenize=False, add_generation_prompt=True)
+        if len(tok(head, add_special_tokens=False)["input_ids"]) < max_length:
+            keep.append(r)
+    if len(keep) < len(rows):
+        print(
+            f"rbr sft: {len(rows) - len(keep)} of {len(rows)} rows left out: their conversation alone fills "
+            f"max_length {max_length}",
+            file=sys.stderr,
+        )
+    if not keep:
+        raise ValueError(f"max_length: {max_length} tokens leave no room for any reply")
+    return keep
+
+
+def train_sft(cfg: SFTConfig, rows: list[dict], resume: bool = False) -> Path:
+    """Fine-tune on `rows` (read_rows, fitting_rows), save the adapter and the loss curve; returns the policy
+    folder."""
     import torch
     from datasets import Dataset
     from peft import LoraConfig
@@ -48,7 +69,6 @@ def train_sft(cfg: SFTConfig, resume: bool = False) -> Path:
     from trl import SFTTrainer
 
     out = Path(cfg.output_dir)
-    rows = read_rows(cfg.data)
     tok = load_tokenizer(cfg.model)
     tok.padding_side = "right"  # training pads on the right; generation (eval) loads its own, left-padded
     model = load_policy(cfg.model, torch.float32)
@@ -60,7 +80,7 @@ def train_sft(cfg: SFTConfig, resume: bool = False) -> Path:
         per_device_train_batch_size=cfg.batch_size,
         learning_rate=cfg.learning_rate,
         lr_scheduler_type="cosine",
-        warmup_ratio=0.05,
+        warmup_steps=0.05,  # a ratio of the total steps
         max_length=cfg.max_length,
         completion_only_loss=True,
         logging_steps=1,

@@ -33,6 +33,8 @@ def test_rows_become_prompt_completion_messages_and_bad_rows_name_their_line(tmp
     assert r.returncode == 2 and "missing.jsonl" in r.stderr
     r = _rbr("sft", "--data", str(f), "--epochs", "0")
     assert r.returncode == 2 and "epochs" in r.stderr
+    r = _rbr("sft", "--data", str(f), "--max-length", "16")  # the chat template alone is longer
+    assert r.returncode == 2 and "max_length" in r.stderr and "left out" in r.stderr
 
 
 def _target_nll(model_dir: str, prompt: str) -> float:
