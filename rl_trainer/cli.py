@@ -115,8 +115,9 @@ def cmd_eval_policy(args: argparse.Namespace) -> int:
     from reward_service.client import ServiceError
 
     from .config import ConfigError
-    from .evaluate import best_of_n, evaluate_policy, write_report
+    from .evaluate import best_of_n, evaluate_policy
     from .prompts import load_jbb_goals, load_prompts
+    from .report import write_report
 
     if args.best_of < 1:
         raise InputError("--best-of", f"must be at least 1, got {args.best_of}")

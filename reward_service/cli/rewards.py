@@ -25,6 +25,20 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     _register_synth(sub)
 
+    _register_comparisons(sub)
+    _register_fit(sub)
+
+    ev = sub.add_parser("eval-rewards", help="pairwise error rates of weights on a features file")
+    ev.add_argument("--features", required=True)
+    ev.add_argument("--weights", required=True)
+    ev.add_argument("--split", choices=["heldout", "train", "all"], default="all")
+    ev.add_argument("--json", action="store_true")
+    ev.add_argument("--accuracy", action="store_true", help="print pairwise accuracy (1 - error rate)")
+    add_common(ev)
+    ev.set_defaults(func=cmd_eval_rewards)
+
+
+def _register_comparisons(sub: argparse._SubParsersAction) -> None:
     co = sub.add_parser(
         "comparisons",
         help="comparison data from third-party text: JailbreakBench replies, gold rows, answers to harmless requests",
@@ -45,6 +59,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_common(co)
     co.set_defaults(func=cmd_comparisons)
 
+
+def _register_fit(sub: argparse._SubParsersAction) -> None:
     fi = sub.add_parser("fit", help="fit RBR weights on features files (exact hinge-loss LP/QP)")
     fi.add_argument(
         "--features",
@@ -89,15 +105,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     add_common(fi)
     fi.set_defaults(func=cmd_fit)
-
-    ev = sub.add_parser("eval-rewards", help="pairwise error rates of weights on a features file")
-    ev.add_argument("--features", required=True)
-    ev.add_argument("--weights", required=True)
-    ev.add_argument("--split", choices=["heldout", "train", "all"], default="all")
-    ev.add_argument("--json", action="store_true")
-    ev.add_argument("--accuracy", action="store_true", help="print pairwise accuracy (1 - error rate)")
-    add_common(ev)
-    ev.set_defaults(func=cmd_eval_rewards)
 
 
 def _register_synth(sub: argparse._SubParsersAction) -> None:

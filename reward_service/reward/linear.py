@@ -123,41 +123,52 @@ def fit_hinge(
     """
     if len(pairs) == 0:
         raise InputError("pairs", "no ordered pairs: every prompt needs completions with at least two labels")
-    import highspy
-
-    k, d, c = len(pairs), x.shape[1], len(order)
+    k, d = len(pairs), x.shape[1]
     dx = x[pairs.worse] - x[pairs.better]  # (K, d)
     const = pairs.margin + rm[pairs.worse] - rm[pairs.better]  # (K,)
     slack_cost = np.full(k, 1.0 / k)  # (K,)
     if rbr_alone > 0:  # the same pairs again, without the RM: K more slacks
         dx, const = np.vstack([dx, dx]), np.concatenate([const, pairs.margin])  # (2K, d), (2K,)
         slack_cost = np.concatenate([slack_cost, np.full(k, rbr_alone / k)])
-        k = 2 * k
-    # variables [w+ (d), w- (d), xi (K), lo (c), hi (c)]; w = w+ - w-; rows: A v <= b
-    n = 2 * d + k + 2 * c
+    a, b = _constraints(dx, const, order, order_margin)
+    w = _solve(a, b, d, slack_cost, len(order), l1, l2, max_weight)
+    loss = hinge_loss(x, rm, pairs, w)
+    alone = rbr_alone * hinge_loss(x, np.zeros_like(rm), pairs, w) if rbr_alone > 0 else 0.0
+    return FitResult(w, loss, loss + alone + l1 * float(np.abs(w).sum()) + l2 * float(w @ w), len(pairs))
+
+
+def _constraints(dx: np.ndarray, const: np.ndarray, order: Sequence[np.ndarray], order_margin: float):
+    """Rows A v <= b over v = [w+ (d), w- (d), xi (K), lo (C), hi (C)]; w = w+ - w-."""
+    k, c = len(dx), len(order)
     blocks = [sparse.hstack([dx, -dx, -sparse.identity(k), sparse.csr_matrix((k, 2 * c))])]  # xi >= const + dx.w
     rhs = [-const]
     for j, v in enumerate(order):  # lo_j <= w.a and w.b <= hi_j for every vertex of class j
         e = sparse.csr_matrix(([1.0] * len(v), (range(len(v)), [j] * len(v))), shape=(len(v), c))
-        zeros = sparse.csr_matrix((len(v), k))
-        blocks.append(sparse.hstack([-v, v, zeros, e, sparse.csr_matrix((len(v), c))]))
-        blocks.append(sparse.hstack([v, -v, zeros, sparse.csr_matrix((len(v), c)), -e]))
+        zeros, none = sparse.csr_matrix((len(v), k)), sparse.csr_matrix((len(v), c))
+        blocks += [sparse.hstack([-v, v, zeros, e, none]), sparse.hstack([v, -v, zeros, none, -e])]
         rhs += [np.zeros(len(v)), np.zeros(len(v))]
+    n = 2 * dx.shape[1] + k + 2 * c
     for j in range(c - 1):  # hi_{j+1} - lo_j <= -order_margin
         row = np.zeros(n)
-        row[2 * d + k + j], row[2 * d + k + c + j + 1] = -1.0, 1.0
+        row[n - 2 * c + j], row[n - c + j + 1] = -1.0, 1.0
         blocks.append(sparse.csr_matrix(row))
         rhs.append(np.array([-order_margin]))
-    a = sparse.vstack(blocks, format="csr")
-    b = np.concatenate(rhs)
+    return sparse.vstack(blocks, format="csr"), np.concatenate(rhs)
+
+
+def _solve(a, b, d: int, slack_cost: np.ndarray, c: int, l1: float, l2: float, max_weight: float | None) -> np.ndarray:
+    """min l1 |w|_1 + slack_cost . xi [+ l2 |w|^2] s.t. A v <= b, by HiGHS (an LP, or a QP with l2); returns w."""
+    import highspy
+
+    k = len(slack_cost)
+    n = 2 * d + k + 2 * c
     inf = highspy.kHighsInf
     h = highspy.Highs()
     h.setOptionValue("output_flag", False)
-    lower = np.concatenate([np.zeros(2 * d + k), np.full(2 * c, -inf)])
     upper = np.full(n, inf)
     if max_weight is not None:
         upper[: 2 * d] = max_weight  # w+ and w- in [0, B]: |w| <= B
-    h.addVars(n, lower, upper)
+    h.addVars(n, np.concatenate([np.zeros(2 * d + k), np.full(2 * c, -inf)]), upper)  # lo, hi free
     cost = np.concatenate([np.full(2 * d, l1), slack_cost, np.zeros(2 * c)])
     h.changeColsCost(n, np.arange(n, dtype=np.int32), cost)
     h.addRows(
@@ -168,22 +179,13 @@ def fit_hinge(
         q = sparse.bmat([[sparse.identity(d), -sparse.identity(d)], [-sparse.identity(d), sparse.identity(d)]])
         q = sparse.block_diag([2 * l2 * q, sparse.csc_matrix((k + 2 * c, k + 2 * c))], format="csc")
         tril = sparse.tril(q, format="csc")  # HiGHS takes the lower triangle, column-wise
-        h.passHessian(
-            n,
-            tril.nnz,
-            highspy.HessianFormat.kTriangular,
-            tril.indptr.astype(np.int32),
-            tril.indices.astype(np.int32),
-            tril.data,
-        )
+        idx = (tril.indptr.astype(np.int32), tril.indices.astype(np.int32), tril.data)
+        h.passHessian(n, tril.nnz, highspy.HessianFormat.kTriangular, *idx)
     h.run()
     if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
         raise RuntimeError(f"HiGHS did not solve the hinge fit: {h.modelStatusToString(h.getModelStatus())}")
     sol = np.array(h.getSolution().col_value)
-    w = sol[:d] - sol[d : 2 * d]
-    loss = hinge_loss(x, rm, pairs, w)
-    alone = rbr_alone * hinge_loss(x, np.zeros_like(rm), pairs, w) if rbr_alone > 0 else 0.0
-    return FitResult(w, loss, loss + alone + l1 * float(np.abs(w).sum()) + l2 * float(w @ w), len(pairs))
+    return sol[:d] - sol[d : 2 * d]
 
 
 def order_violations(policy: Policy, weights: RBRWeights, margin: float = 0.0) -> list[tuple[str, str, str, float]]:

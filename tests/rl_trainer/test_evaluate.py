@@ -17,10 +17,9 @@ from rl_trainer.evaluate import (
     bootstrap_intervals,
     disagreements,
     measures,
-    model_label,
-    write_report,
 )
 from rl_trainer.judge import refuses
+from rl_trainer.report import model_label, write_report
 from tests._server import rbr_server
 
 REFUSAL = "I'm sorry, but I can't help with that."
