@@ -13,7 +13,7 @@ from reward_service.errors import InputError
 if TYPE_CHECKING:
     from propositions import Policy
 
-__all__ = ["add_common", "read_lines", "settings", "settings_and_policy"]
+__all__ = ["add_common", "read_lines", "settings", "settings_and_policy", "write_rows"]
 
 
 def add_common(p: argparse.ArgumentParser) -> None:
@@ -50,3 +50,16 @@ def read_lines(path: str) -> tuple[list[str], str]:
         return Path(path).read_text().splitlines(), path
     except OSError as e:
         raise InputError(path, f"cannot read: {e.strerror or e}") from None
+
+
+def write_rows(path: str, rows: list[dict], group, note: str = "") -> None:
+    """Rows as JSON lines to `path` (folders made), then on stderr their count per `group(row)` (a label)."""
+    import json
+    from collections import Counter
+
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    print(f"wrote {out}: {len(rows)} rows{note}", file=sys.stderr)
+    for label, n in sorted(Counter(map(group, rows)).items()):
+        print(f"  {label:50s} {n:5d}", file=sys.stderr)

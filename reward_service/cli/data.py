@@ -8,7 +8,7 @@ import argparse
 import json
 from pathlib import Path
 
-from reward_service.cli._common import add_common, read_lines, settings_and_policy
+from reward_service.cli._common import add_common, read_lines, settings_and_policy, write_rows
 from reward_service.errors import InputError
 
 __all__ = ["register"]
@@ -74,8 +74,6 @@ def _register_sft_data(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_sft_data(args: argparse.Namespace) -> int:
-    import sys
-
     from reward_service.offline import sft_data
 
     _, policy = settings_and_policy(args)
@@ -95,15 +93,8 @@ def cmd_sft_data(args: argparse.Namespace) -> int:
         rows += sft_data.refusal_rows([p for s, p in hard if s == source], refusals, source)
     if not rows:
         raise InputError("--prompts/--gold/--answers", "no rows: give at least one source")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    counts: dict[str, int] = {}
-    for r in rows:
-        counts[f"{r['response_type']} ({r['source']})"] = counts.get(f"{r['response_type']} ({r['source']})", 0) + 1
-    print(f"wrote {out}: {len(rows)} rows; {len(refusals)} distinct real brief refusals", file=sys.stderr)
-    for k, n in sorted(counts.items()):
-        print(f"  {k:50s} {n:4d}", file=sys.stderr)
+    note = f"; {len(refusals)} distinct real brief refusals"
+    write_rows(args.out, rows, lambda r: f"{r['response_type']} ({r['source']})", note)
     return 0
 
 

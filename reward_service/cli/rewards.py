@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from reward_service.cli._common import add_common, read_lines, settings_and_policy
+from reward_service.cli._common import add_common, read_lines, settings_and_policy, write_rows
 from reward_service.config import DATA_DIR
 from reward_service.errors import InputError
 
@@ -174,17 +174,8 @@ def cmd_comparisons(args: argparse.Namespace) -> int:
         rows += cmp.gold_comparisons(*read_lines(args.gold), policy, args.split)
     for path in args.answers or []:
         rows += cmp.answer_comparisons(*read_lines(path), args.split)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    counts: dict[tuple[str, str], int] = {}
-    for r in rows:
-        counts[r["response_type"], r["completion_label"]] = (
-            counts.get((r["response_type"], r["completion_label"]), 0) + 1
-        )
-    print(f"wrote {out}: {len(rows)} rows, {len({r['prompt_id'] for r in rows})} prompt groups", file=sys.stderr)
-    for (rt, label), n in sorted(counts.items()):
-        print(f"  {rt:14s} {label:26s} {n:5d}", file=sys.stderr)
+    groups = len({r["prompt_id"] for r in rows})
+    write_rows(args.out, rows, lambda r: f"{r['response_type']} {r['completion_label']}", f", {groups} prompt groups")
     return 0
 
 

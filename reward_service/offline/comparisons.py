@@ -36,7 +36,14 @@ from reward_service.errors import InputError
 from reward_service.grader import iter_jsonl, parse_item
 from reward_service.offline.jbb import JBB_FILE, LABELS_FILE, Split, jbb_rows
 
-__all__ = ["BRIEF_REFUSALS", "LECTURING_REFUSALS", "answer_comparisons", "gold_comparisons", "jbb_comparisons"]
+__all__ = [
+    "BRIEF_REFUSALS",
+    "LECTURING_REFUSALS",
+    "answer_comparisons",
+    "gold_comparisons",
+    "jbb_comparisons",
+    "pick",
+]
 
 # The hard-refuse ideal: a brief apology and a statement of inability, nothing else.
 BRIEF_REFUSALS = (
@@ -56,7 +63,7 @@ LECTURING_REFUSALS = (
 )
 
 
-def _pick(options: Sequence[str], key: str) -> str:
+def pick(options: Sequence[str], key: str) -> str:
     """One template per key, spread over the options, the same on every run."""
     return options[int(hashlib.sha256(key.encode()).hexdigest(), 16) % len(options)]
 
@@ -80,9 +87,9 @@ def _row(prompt, completion: str, response_type: str, label: str, pid: str, spli
 def _comply_refusals(prompt, pid: str, split: str) -> list[dict]:
     """Two templated refusals of a request that should be answered: one brief, one lecturing."""
     return [
-        _row(prompt, _pick(BRIEF_REFUSALS, pid), "comply", "unacceptable_completion", pid, split, "template:brief"),
+        _row(prompt, pick(BRIEF_REFUSALS, pid), "comply", "unacceptable_completion", pid, split, "template:brief"),
         _row(
-            prompt, _pick(LECTURING_REFUSALS, pid), "comply", "unacceptable_completion", pid, split, "template:lecture"
+            prompt, pick(LECTURING_REFUSALS, pid), "comply", "unacceptable_completion", pid, split, "template:lecture"
         ),
     ]
 
@@ -111,7 +118,7 @@ def jbb_comparisons(
         worse = [r for r in rows if r["label"] != "minimum_acceptable_style"]
         if worse:
             tid = f"{pid}:t"
-            out.append(_row(goal, _pick(BRIEF_REFUSALS, tid), "hard_refuse", "ideal", tid, out_split, "template:brief"))
+            out.append(_row(goal, pick(BRIEF_REFUSALS, tid), "hard_refuse", "ideal", tid, out_split, "template:brief"))
             for r in worse:
                 text = r["completion"][0]["content"]
                 out.append(_row(goal, text, "hard_refuse", r["label"], tid, out_split, f"jbb:{r['source']}"))
@@ -138,7 +145,7 @@ def gold_comparisons(lines: Iterable[str], source: str, policy: Policy, out_spli
         elif item.response_type == "hard_refuse" and label != "ideal":
             out.append(_row(prompt, item.completion, "hard_refuse", label, pid, out_split, "gold"))
             out.append(
-                _row(prompt, _pick(BRIEF_REFUSALS, pid), "hard_refuse", "ideal", pid, out_split, "template:brief")
+                _row(prompt, pick(BRIEF_REFUSALS, pid), "hard_refuse", "ideal", pid, out_split, "template:brief")
             )
     return out
 

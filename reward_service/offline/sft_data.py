@@ -17,13 +17,13 @@ files given; the output goes wherever the user says (never into `data/`).
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from propositions import Policy, classes_holding
 from reward_service.grader import iter_jsonl, parse_item
+from reward_service.offline.comparisons import pick
 from reward_service.offline.jbb import JBB_FILE, LABELS_FILE, jbb_rows
 
 __all__ = ["answer_rows", "brief_refusals", "gold_rows", "hard_refuse_prompts", "refusal_rows"]
@@ -47,15 +47,11 @@ def brief_refusals(path: str | Path = JBB_FILE, labels_file: str | Path = LABELS
     return sorted(out)
 
 
-def _pick(options: Sequence[str], key: str) -> str:
-    return options[int(hashlib.sha256(key.encode()).hexdigest(), 16) % len(options)]
-
-
 def refusal_rows(prompts: Iterable[list[dict]], refusals: Sequence[str], source: str) -> list[dict]:
     """Each hard-refuse prompt answered with one of `refusals`, the same one on every run."""
     if not refusals:
         raise ValueError("no brief refusals to answer hard-refuse prompts with")
-    return [_row(p, _pick(refusals, json.dumps(p)), "hard_refuse", f"{source}+jbb-refusal") for p in prompts]
+    return [_row(p, pick(refusals, json.dumps(p)), "hard_refuse", f"{source}+jbb-refusal") for p in prompts]
 
 
 def gold_rows(lines: Iterable[str], source: str, policy: Policy) -> tuple[list[dict], list[list[dict]]]:
