@@ -38,8 +38,8 @@ def load_tokenizer(model: str):
     from transformers import AutoTokenizer
 
     path = Path(policy_dir(model))
-    if (path / ADAPTER_CONFIG).exists() and not (path / "tokenizer_config.json").exists():  # a bare adapter
-        path = Path(resolve_model_path(json.loads((path / ADAPTER_CONFIG).read_text())["base_model_name_or_path"]))
+    while (path / ADAPTER_CONFIG).exists() and not (path / "tokenizer_config.json").exists():  # a bare adapter
+        path = Path(policy_dir(json.loads((path / ADAPTER_CONFIG).read_text())["base_model_name_or_path"]))
     tok = AutoTokenizer.from_pretrained(path, padding_side="left")
     if tok.pad_token_id is None or tok.pad_token_id == tok.eos_token_id:
         spare = tok.unk_token if tok.unk_token_id not in (None, tok.eos_token_id, tok.bos_token_id) else None

@@ -25,7 +25,7 @@ def _adapter(base: str, out, seed: int) -> None:
 
 @pytest.mark.model
 def test_an_adapter_over_an_adapter_loads_over_its_merged_base(tmp_path):
-    from rl_trainer.models import load_policy
+    from rl_trainer.models import load_policy, load_tokenizer
 
     first, second = tmp_path / "warm", tmp_path / "ppo"
     _adapter("embedded:smollm2-135m", first, seed=0)
@@ -41,3 +41,7 @@ def test_an_adapter_over_an_adapter_loads_over_its_merged_base(tmp_path):
     assert sum(p.requires_grad for p in trainable.parameters()) > 0
     value = load_policy(str(second), kind="value")  # a policy adapter: the value model starts from the root base
     assert value.config.num_labels == 1 and not hasattr(value, "peft_config")
+    for adapter in (first, second):  # bare adapters (as shipped): the tokenizer is the root base's
+        for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
+            (adapter / name).unlink(missing_ok=True)
+    assert load_tokenizer(str(second)).encode("hello") == load_tokenizer("embedded:smollm2-135m").encode("hello")
