@@ -89,7 +89,7 @@ def test_kept_prompts_rejections_with_reasons_and_resume(tmp_path):
 def test_rbr_prompts_with_the_embedded_writer_writes_a_valid_seed_prompt_file(tmp_path):
     out = tmp_path / "redteam.jsonl"
     # SH-C: the category where the 135M writer's requests pass every check soonest (most drafts of K-R or H-R
-    # are not requests or are off their topic; README: what the 135M writer cannot do)
+    # are not requests or are off their topic; docs/data-engine.md: what the 135M writer cannot do)
     cmd = [sys.executable, "-m", "reward_service.cli", "prompts", "--out", str(out), "--categories", "SH-C"]
     cmd += ["--per-category", "1", "--new-topics", "2", "--max-new-tokens", "48"]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
