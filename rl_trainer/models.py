@@ -15,7 +15,7 @@ import torch
 from reward_service.machine import choose_dtype
 from reward_service.paths import resolve_model_path
 
-__all__ = ["autocast_dtype", "load_policy", "load_tokenizer", "policy_dir", "save_policy"]
+__all__ = ["adapter_base", "autocast_dtype", "load_policy", "load_tokenizer", "policy_dir", "save_policy"]
 
 ADAPTER_CONFIG = "adapter_config.json"
 
@@ -31,6 +31,14 @@ def policy_dir(model: str) -> str:
     return resolve_model_path(model)
 
 
+def adapter_base(adapter: Path) -> str:
+    """The base an adapter folder names: a model id, or a folder, which may be relative to the adapter's own
+    folder (a shipped adapter over a shipped adapter, e.g. "../../warm-start/policy") or to the working folder."""
+    base = json.loads((adapter / ADAPTER_CONFIG).read_text())["base_model_name_or_path"]
+    beside = adapter / base
+    return str(beside.resolve()) if not Path(base).is_absolute() and beside.is_dir() else base
+
+
 def load_tokenizer(model: str):
     """The tokenizer (a bare adapter's is its base's), left-padded, with a pad token distinct from EOS (PPO
     masks every pad id, so EOS must not be one): an existing unused special token (SmolLM2's `<|endoftext|>`)
@@ -39,7 +47,7 @@ def load_tokenizer(model: str):
 
     path = Path(policy_dir(model))
     while (path / ADAPTER_CONFIG).exists() and not (path / "tokenizer_config.json").exists():  # a bare adapter
-        path = Path(policy_dir(json.loads((path / ADAPTER_CONFIG).read_text())["base_model_name_or_path"]))
+        path = Path(policy_dir(adapter_base(path)))
     tok = AutoTokenizer.from_pretrained(path, padding_side="left")
     if tok.pad_token_id is None or tok.pad_token_id == tok.eos_token_id:
         spare = tok.unk_token if tok.unk_token_id not in (None, tok.eos_token_id, tok.bos_token_id) else None
@@ -67,7 +75,7 @@ def load_policy(model: str, dtype: torch.dtype = torch.float32, trainable: bool 
     from peft import PeftModel
 
     adapter = json.loads((path / ADAPTER_CONFIG).read_text())
-    base_id = adapter["base_model_name_or_path"]
+    base_id = adapter_base(path)
     if kind == "value" and adapter.get("task_type") != "SEQ_CLS":
         return load_policy(base_id, dtype, kind=kind)
     base = load_policy(base_id, dtype, kind=kind)

@@ -45,3 +45,8 @@ def test_an_adapter_over_an_adapter_loads_over_its_merged_base(tmp_path):
         for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
             (adapter / name).unlink(missing_ok=True)
     assert load_tokenizer(str(second)).encode("hello") == load_tokenizer("embedded:smollm2-135m").encode("hello")
+    cfg = second / "adapter_config.json"  # a shipped adapter names its base relative to itself
+    cfg.write_text(json.dumps({**json.loads(cfg.read_text()), "base_model_name_or_path": "../warm"}))
+    with torch.inference_mode():
+        torch.testing.assert_close(load_policy(str(second)).eval()(ids).logits, ppo, atol=1e-4, rtol=1e-4)
+    assert load_tokenizer(str(second)).encode("hello") == load_tokenizer("embedded:smollm2-135m").encode("hello")
