@@ -17,6 +17,7 @@ from ._deployment_rules import (
 )
 from ._errors import InputError, PolicyError, RBRError
 from ._policy import (
+    AUTO,
     CLASS_NAMES,
     DEFAULT_POLICY_PATH,
     Conjunction,
@@ -39,6 +40,7 @@ from ._rules import (
 )
 
 __all__ = [
+    "AUTO",
     "CLASS_NAMES",
     "DEFAULT_POLICY_PATH",
     "MAX_RULE_CHARS",

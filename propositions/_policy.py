@@ -105,12 +105,14 @@ class Policy(_Strict):
         return set().union(*(self.base_propositions(n) for n in self.derived[name]))
 
     def required_propositions(self, response_type: str) -> tuple[str, ...]:
-        """The propositions a response type needs graded, in policy order."""
-        spec = self.response_type(response_type)
-        needed = set(spec.features)
-        for conj in spec.classes.values():
-            for name in conj:
-                needed |= self.base_propositions(name)
+        """The propositions a response type needs graded, in policy order (AUTO: every response type's)."""
+        specs = self.response_types.values() if response_type == AUTO else [self.response_type(response_type)]
+        needed: set[str] = set()
+        for spec in specs:
+            needed |= set(spec.features)
+            for conj in spec.classes.values():
+                for name in conj:
+                    needed |= self.base_propositions(name)
         return tuple(p for p in self.propositions if p in needed)
 
     def feature_names(self, response_type: str) -> tuple[str, ...]:
@@ -120,6 +122,13 @@ class Policy(_Strict):
             f"class:{c}" for c in spec.classes
         )
 
+    def response_type_probabilities(self, p_category: Mapping[str, float]) -> dict[str, float]:
+        """P(response type): the sum of P(category) over the categories the content policy maps to it."""
+        out = dict.fromkeys(self.response_types, 0.0)
+        for cat, p in p_category.items():
+            out[normalize_response_type(self.categories[cat])] += p
+        return out
+
     def response_type(self, name: str) -> ResponseTypeSpec:
         key = normalize_response_type(name)
         if key not in self.response_types:
@@ -127,17 +136,26 @@ class Policy(_Strict):
         return self.response_types[key]
 
     def resolve_response_type(self, response_type: str | None = None, category: str | None = None) -> str:
-        """The response type of an item: given directly, else from its category via the content policy."""
+        """The response type of an item: given directly, else from its category via the content policy; AUTO
+        (category or response type 'auto') when the service is to read it from the prompt."""
         if response_type is not None:
             key = normalize_response_type(response_type)
+            if key == AUTO:
+                return AUTO
             if key not in self.response_types:
                 raise KeyError(f"unknown response type {response_type!r}; known: {', '.join(self.response_types)}")
             return key
+        if category == AUTO:
+            return AUTO
         if category is not None:
             if category not in self.categories:
                 raise KeyError(f"unknown category {category!r}; known: {', '.join(self.categories)}")
             return self.categories[category]
         raise KeyError("neither response_type nor category given")
+
+
+#: The category of an unlabelled prompt: the service reads P(category) from the prompt (its prompt classifier).
+AUTO = "auto"
 
 
 def normalize_response_type(name: str) -> str:
@@ -251,6 +269,8 @@ def _check_references(p: Policy) -> None:
             if label not in spec.classes:
                 raise PolicyError(src, f"response_types.{rt}.ordering", f"unknown completion label {label!r}")
     for cat, rt in p.categories.items():
+        if cat == AUTO:
+            raise PolicyError(src, f"categories.{cat}", f"{AUTO!r} is reserved: it asks the service for the category")
         if normalize_response_type(rt) not in p.response_types:
             raise PolicyError(src, f"categories.{cat}", f"unknown response type {rt!r}")
 

@@ -37,9 +37,10 @@ __all__ = [
 
 #: What `trl_reward_function` does with a row that has neither a response type nor a category:
 #: "error" raises (naming the columns), "none" returns None for the row (TRL: not applicable, NaN),
-#: "service" sends it unlabelled so the service applies its RBR_DEFAULT_RESPONSE_TYPE (422 if it has none).
-MissingLabel = Literal["error", "none", "service"]
-_MISSING_LABEL = ("error", "none", "service")
+#: "service" sends it unlabelled so the service applies its RBR_DEFAULT_RESPONSE_TYPE (422 if it has none),
+#: "auto" sends it with category 'auto': the service reads the category from the prompt.
+MissingLabel = Literal["error", "none", "service", "auto"]
+_MISSING_LABEL = ("error", "none", "service", "auto")
 _TEXT_JOIN = "\n"
 
 
@@ -146,8 +147,9 @@ def trl_reward_function(
             raise ValueError(
                 f"RBR reward: {where}. Label every row with a response type (column 'response_type') or a "
                 "content-policy category (column 'category'), or build the reward function with "
-                "missing_label='none' (None for such rows: TRL skips them) or missing_label='service' "
-                "(the service's RBR_DEFAULT_RESPONSE_TYPE)"
+                "missing_label='auto' (the service reads the category from the prompt), missing_label='none' "
+                "(None for such rows: TRL skips them) or missing_label='service' (the service's "
+                "RBR_DEFAULT_RESPONSE_TYPE)"
             )
         skip = set(unlabelled) if missing_label == "none" else set()
         rows = [i for i in range(n) if i not in skip]
@@ -159,7 +161,7 @@ def trl_reward_function(
             [normalize_messages(prompts[i], f"prompts[{i}]") for i in rows],
             [_completion_text(completions[i], f"completions[{i}]") for i in rows],
             [rts[i] for i in rows] if rts is not None else None,
-            [cats[i] for i in rows] if cats is not None else None,
+            _categories(cats, rows, set(unlabelled) if missing_label == "auto" else set()),
             [rules[i] for i in rows] if rules is not None else None,
         )
         async with AsyncRewardClient(url, token=token, timeout=timeout, retries=retries) as client:
@@ -170,6 +172,13 @@ def trl_reward_function(
         return rewards
 
     return rbr_reward
+
+
+def _categories(cats: list | None, rows: list[int], auto: set[int]) -> list | None:
+    """The category column for the rows sent; 'auto' for the unlabelled rows of missing_label='auto'."""
+    if cats is None and not auto:
+        return None
+    return ["auto" if i in auto else (cats[i] if cats is not None else None) for i in rows]
 
 
 def _trl_logs(kwargs: Mapping[str, Any], rows: list[int], n: int, out: RewardsResponse) -> None:
@@ -291,7 +300,8 @@ def _unlabelled_error(items: Sequence[dict], e: ServiceError) -> ValueError | No
     if e.status == 422 and unlabelled:
         return ValueError(
             f"no label for sample {unlabelled[0]}: set reward_model.ground_truth (or extra_info['response_type'] "
-            f"/ extra_info['category']), or start the service with RBR_DEFAULT_RESPONSE_TYPE ({e})"
+            f"/ extra_info['category']), or start the service with RBR_DEFAULT_RESPONSE_TYPE (e.g. auto: the "
+            f"category read from the prompt) ({e})"
         )
     return None
 

@@ -20,6 +20,7 @@ __all__ = ["DATA_DIR", "MODES", "Mode", "Settings", "load_settings"]
 #: How the grader reads P(yes): the answer token's logit, a calibrated logit, or trained heads on hidden states.
 Mode = Literal["prompted", "calibrated", "heads"]
 MODES: tuple[Mode, ...] = get_args(Mode)
+AutoReward = Literal["expected", "most_likely"]
 
 
 class Settings(BaseSettings):
@@ -72,6 +73,9 @@ class Settings(BaseSettings):
         "when prompted: rules are then refused (422). prompted: always ask the grader LLM.",
     )
     rule_heads: Path | None = Field(None, description="Generic rule heads; default data/grader/rule_heads.npz.")
+    classifier_file: Path | None = Field(
+        None, description="Prompt classifier for category 'auto'; default data/grader/classifier.npz."
+    )
     rule_weights_file: Path | None = Field(None, description="Rule-term weights; default data/weights/rules.json.")
     rule_harm_threshold: float = Field(
         0.9,
@@ -111,7 +115,14 @@ class Settings(BaseSettings):
         5.0, ge=0, description="Dynamic batching: how long a batch waits for more requests once it has one."
     )
     default_response_type: str | None = Field(
-        None, description="Response type of items with neither response_type nor category; unset = 422."
+        None,
+        description="Response type of items with neither response_type nor category; 'auto': read it from the "
+        "prompt (the prompt classifier); unset = 422.",
+    )
+    auto_reward: AutoReward = Field(
+        "most_likely",
+        description="Category 'auto': the RBR term under the most likely response type, or its expectation over "
+        "P(response type) (expected); most_likely ranked held-out reply pairs better (docs/classifier.md).",
     )
 
     @classmethod
@@ -140,6 +151,10 @@ class Settings(BaseSettings):
     @property
     def heads_path(self) -> Path:
         return self.grader_heads or DATA_DIR / "grader" / "heads.npz"
+
+    @property
+    def classifier_path(self) -> Path:
+        return self.classifier_file or DATA_DIR / "grader" / "classifier.npz"
 
     @property
     def rule_heads_path(self) -> Path:

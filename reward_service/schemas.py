@@ -93,7 +93,9 @@ class RewardItem(_Strict):
         description="The response to score: text, an assistant message, or a list holding one."
     )
     response_type: str | None = Field(None, description="comply, hard_refuse, safe_refuse_1, safe_refuse_2.")
-    category: str | None = Field(None, description="Content-policy category; maps to a response type.")
+    category: str | None = Field(
+        None, description="Content-policy category; maps to a response type. 'auto': read from the prompt."
+    )
     rules: list[RuleText | RuleIn] | None = Field(
         None, description="Deployment rules that outrank the user (at most RBR_MAX_RULES); a string is priority 1."
     )
@@ -124,6 +126,12 @@ class Components(BaseModel):
     propositions: dict[str, float] = Field(description="Proposition probabilities from the grader.")
     rule_term: float | None = Field(None, description="The deployment rules' part of the reward (items with rules).")
     rules: list[RuleScore] | None = Field(None, description="Per deployment rule: its probabilities and term.")
+    category_probabilities: dict[str, float] | None = Field(
+        None, description="Category 'auto': P(category) read from the prompt."
+    )
+    response_type_probabilities: dict[str, float] | None = Field(
+        None, description="Category 'auto': P(response type); response_type is the most likely one."
+    )
 
 
 class RewardsResponse(BaseModel):
@@ -149,6 +157,12 @@ class GradeResult(BaseModel):
     classes: dict[str, float]
     top_class: str | None
     rules: list[RuleScore] | None = Field(None, description="Per deployment rule: its probabilities (term 0 here).")
+    category_probabilities: dict[str, float] | None = Field(
+        None, description="Category 'auto': P(category) read from the prompt."
+    )
+    response_type_probabilities: dict[str, float] | None = Field(
+        None, description="Category 'auto': P(response type); response_type is the most likely one."
+    )
 
 
 class GradeResponse(BaseModel):
@@ -184,7 +198,9 @@ class PolicyInfo(BaseModel):
     policy_hash: str
     weights_version: str
     default_response_type: str | None = Field(
-        None, description="Response type of unlabelled items (RBR_DEFAULT_RESPONSE_TYPE); unset: they get 422."
+        None,
+        description="Response type of unlabelled items (RBR_DEFAULT_RESPONSE_TYPE; 'auto': read from the prompt); "
+        "unset: they get 422.",
     )
     response_types: dict[str, dict[str, Any]]
     backends: dict[str, str]

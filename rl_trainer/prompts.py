@@ -42,7 +42,10 @@ def load_prompts(cfg: TrainConfig) -> list[PromptRecord]:
         if cfg.split is not None and row.get("split", cfg.split) != cfg.split:
             continue
         if row.get("response_type") is None and row.get("category") is None:
-            raise ConfigError(f"prompts: {path} line {n}: needs a response_type or a category")
+            raise ConfigError(
+                f"prompts: {path} line {n}: needs a response_type or a category "
+                "(category 'auto': the service reads it from the prompt)"
+            )
         msgs = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
         rules = row.get("rules") or []
         if not isinstance(rules, list):

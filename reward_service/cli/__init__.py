@@ -3,6 +3,8 @@
     rbr grade [FILE|-] [--json] [--propositions a,b]     grade items (JSON lines), printing each chunk as it is done
     rbr eval-grader --gold FILE [--cv K] [--mode M]      measure the grader against human labels
     rbr fit-grader --gold FILE [--aug FILE] [--out F]    fit calibrators and trained heads
+    rbr fit-classifier [--gold F] [--jbb F] [--prompts F]  fit the prompt classifier behind category 'auto'
+    rbr classify FILE                                    add category and response type to prompts
     rbr features --data F --out F                        grader features and RM scores for comparison data
     rbr synth --prompts F --out F                        graded comparison data written by the grader's LLM
     rbr comparisons --out F [--jbb F] [--gold F] [--answers F]  comparison data from third-party text
@@ -17,11 +19,11 @@
     rbr train --config F [--resume]                      PPO against the reward service (registered by rl_trainer)
     rbr eval-policy --model M [--compare M2]             Not-Unsafe / Not-Overrefuse of a policy (rl_trainer)
 
-Command groups: grading.py (grade, eval-grader, fit-grader), rewards.py (features, synth, comparisons, fit,
-eval-rewards), data.py (prompts, induce, pairs), serving.py (serve, policy, fetch-model). Other packages add commands
-through the entry-point group `rbr.commands` (a `register(subparsers)` function): rl_trainer adds train and
-eval-policy, so the service never imports the trainer. Bad input exits with code 2 and a message naming the
-line and field; a model failure exits with 1.
+Command groups: grading.py (grade, eval-grader, fit-grader), categories.py (fit-classifier, classify), rewards.py
+(features, synth, comparisons, fit, eval-rewards), data.py (prompts, induce, pairs), serving.py (serve, policy,
+fetch-model). Other packages add commands through the entry-point group `rbr.commands` (a `register(subparsers)`
+function): rl_trainer adds train and eval-policy, so the service never imports the trainer. Bad input exits with
+code 2 and a message naming the line and field; a model failure exits with 1.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from importlib.metadata import entry_points
 
 from pydantic import ValidationError
 
-from reward_service.cli import data, grading, rewards, serving
+from reward_service.cli import categories, data, grading, rewards, serving
 from reward_service.errors import InputError, RBRError
 
 __all__ = ["build_parser", "main"]
@@ -46,7 +48,7 @@ ENTRY_POINT_GROUP = "rbr.commands"
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="rbr", description="Rule-based rewards for safety RL of language models.")
     sub = ap.add_subparsers(dest="command", required=True)
-    for register in (grading.register, rewards.register, data.register, serving.register):
+    for register in (grading.register, categories.register, rewards.register, data.register, serving.register):
         register(sub)
     for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
         ep.load()(sub)

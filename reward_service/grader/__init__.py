@@ -14,12 +14,12 @@ import json
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
 from propositions import (
+    AUTO,
     RULE_HARM_PROMPT,
     RULE_HARM_QUESTION,
     RULE_HARMFUL,
@@ -30,9 +30,12 @@ from propositions import (
     rule_propositions,
 )
 from reward_service.config import MODES, Mode
-from reward_service.errors import GraderError, HeadsError, InputError
+from reward_service.errors import HeadsError, InputError
 from reward_service.grader._engine import READOUT_VERSION, GraderEngine, Readout
+from reward_service.grader._loading import engine_call as _engine_call
+from reward_service.grader._loading import load_engine
 from reward_service.grader._prompt import PromptFormat
+from reward_service.grader._readout_cache import load_readout, save_readout
 from reward_service.grader.items import GradeItem, ItemLimits, iter_jsonl, parse_item
 from reward_service.grader.rule_reading import (
     NO_RULES,
@@ -71,6 +74,7 @@ class Grader:
         engine_id: str = "",
         cache: Path | None = None,
         rules: RuleReading = NO_RULES,
+        classifier=None,  # categories.CategoryClassifier: P(category) of a prompt, for category 'auto'
     ) -> None:
         if mode not in MODES:
             raise InputError("mode", f"unknown mode {mode!r}; modes are {', '.join(MODES)}")
@@ -82,6 +86,9 @@ class Grader:
         self.engine_id = engine_id
         self.cache = cache
         self.rules = rules
+        if classifier is not None:
+            classifier.check_compatible(engine_id, prompt_format.version, engine.layers, policy.categories)
+        self.classifier = classifier
 
     @property
     def mode_id(self) -> str:
@@ -112,11 +119,14 @@ class Grader:
         fmt = PromptFormat(tok, s.max_conversation_tokens, s.max_completion_tokens)
         heads = GraderHeads.load(s.heads_path) if mode != "prompted" else None
         cache = cache_dir() / "readouts" if settings.readout_cache else None
-        return cls(policy, engine, fmt, mode, heads, engine_id, cache, rule_reading(s, engine, engine_id, fmt))
+        classifier = _classifier(s, policy, engine, engine_id, fmt)
+        rules = rule_reading(s, engine, engine_id, fmt)
+        return cls(policy, engine, fmt, mode, heads, engine_id, cache, rules, classifier)
 
     def with_policy(self, policy: Policy) -> Grader:
         """The same LLM, prompt format and heads under another policy (checked: heads must know its questions)."""
-        g = Grader(policy, self.engine, self.fmt, self.mode, self.heads, self.engine_id, self.cache, self.rules)
+        keep = self.classifier if self.classifier and self.classifier.categories == tuple(policy.categories) else None
+        g = Grader(policy, self.engine, self.fmt, self.mode, self.heads, self.engine_id, self.cache, self.rules, keep)
         if self.mode != "prompted":
             names = sorted({n for rt in policy.response_types for n in policy.required_propositions(rt)})
             self.heads.check_questions(g.question_hashes(), names, self.mode)
@@ -203,7 +213,7 @@ class Grader:
         for i, (item, specs) in enumerate(zip(items, questions, strict=True)):
             path = self._cache_path(item, specs)
             if path is not None and path.exists():
-                out[i] = _load_readout(path)
+                out[i] = load_readout(path)
             else:
                 todo.append((i, path))
         with tqdm(total=len(todo), desc="grading", disable=not progress or not todo, file=sys.stderr) as bar:
@@ -216,7 +226,7 @@ class Grader:
                 states = self.cache is not None or any(states_of[i] for i, _ in chunk)
                 for (i, path), ro in zip(chunk, _engine_call(self.engine.readout_many, encs, states), strict=True):
                     if path is not None:
-                        _save_readout(path, ro)
+                        save_readout(path, ro)
                     out[i] = ro
                 bar.update(len(chunk))
         return out  # type: ignore[return-value]
@@ -236,6 +246,16 @@ class Grader:
         self, items: Sequence[GradeItem], propositions: Sequence[str] | None = None, progress: bool = False
     ) -> list[dict[str, float]]:
         """P(yes) per item for `propositions` (default: those the item's response type needs)."""
+        return self.grade_with_categories(items, propositions, progress)[0]
+
+    def grade_with_categories(
+        self, items: Sequence[GradeItem], propositions: Sequence[str] | None = None, progress: bool = False
+    ) -> tuple[list[dict[str, float]], list[dict[str, float] | None]]:
+        """`grade`, and P(category) of each AUTO item's prompt (None for a labelled item), read from the same
+        forward pass (an AUTO item is graded for every response type's propositions)."""
+        auto = [i for i, it in enumerate(items) if it.response_type == AUTO]
+        if auto:
+            self.require_classifier()  # before any forward pass
         if propositions is not None:
             unknown = [p for p in propositions if p not in self.policy.propositions]
             if unknown:
@@ -249,7 +269,12 @@ class Grader:
         if self.mode != "prompted":
             self.heads.check_questions(self.question_hashes(), sorted({n for ns in names for n in ns}), self.mode)
         ros = self.readouts(items, names, progress=progress)
-        return [self.probabilities(ro, props) for ro, props in zip(ros, names, strict=True)]
+        probs = [self.probabilities(ro, props) for ro, props in zip(ros, names, strict=True)]
+        categories: list[dict[str, float] | None] = [None] * len(items)
+        if auto:
+            for i, p in zip(auto, self.category_probabilities([ros[i] for i in auto]), strict=True):
+                categories[i] = p
+        return probs, categories
 
     def probabilities(self, ro: Readout, props: Sequence[str]) -> dict[str, float]:
         if self.mode == "prompted":
@@ -259,6 +284,41 @@ class Grader:
         else:
             p = self.heads.predict(ro, props, self.asked(props))
         return {name: float(v) for name, v in zip(props, p, strict=True)}
+
+    # -- the prompt's category (category 'auto') -------------------------------------------------------
+
+    def prompt_readouts(self, conversations: Sequence[Sequence[Mapping[str, str]]], progress: bool = False) -> list:
+        """Readouts of prompts alone (no completion, no question): what the prompt classifier reads (cached on
+        disk if enabled)."""
+        if self.cache is not None:
+            items = [GradeItem(tuple(c), "", "comply") for c in conversations]
+            return self.ask(items, [[] for _ in items], progress=progress)
+        encs = [self.fmt.encode(list(c), "", []) for c in conversations]
+        out: list[Readout] = []
+        with tqdm(total=len(encs), desc="reading prompts", disable=not progress, file=sys.stderr) as bar:
+            for start in range(0, len(encs), READOUT_CHUNK):
+                out += _engine_call(self.engine.pooled, encs[start : start + READOUT_CHUNK])
+                bar.update(len(encs[start : start + READOUT_CHUNK]))
+        return out
+
+    def categorize(self, items: Sequence[GradeItem], progress: bool = False) -> list[dict[str, float]]:
+        """P(category) of each item's prompt (its completion plays no part), from the fitted prompt classifier."""
+        self.require_classifier()  # before any forward pass
+        return self.category_probabilities(self.prompt_readouts([it.conversation for it in items], progress))
+
+    def category_probabilities(self, readouts: Sequence[Readout]) -> list[dict[str, float]]:
+        """P(category) from readouts' prompt states (any readout of the item: they do not depend on the completion)."""
+        self.require_classifier()
+        return self.classifier.predict(readouts) if readouts else []  # type: ignore[union-attr]
+
+    def require_classifier(self, field: str = "category") -> None:
+        """InputError naming `field` unless a prompt classifier is loaded (what category 'auto' needs)."""
+        if self.classifier is None:
+            raise InputError(
+                field,
+                "'auto' needs a prompt classifier fitted for this grader model and policy "
+                "(`rbr fit-classifier`, RBR_CLASSIFIER_FILE); give a response_type or a category",
+            )
 
     # -- deployment rules (SoFA) ----------------------------------------------------------------------
 
@@ -308,71 +368,19 @@ class Grader:
         return [float(1.0 / (1.0 + np.exp(-ro.yes_logit[0]))) for ro in ros]
 
 
-def load_engine(s) -> tuple[Any, GraderEngine, str]:
-    """The one engine factory: (tokenizer, engine, engine id) for settings' grader_backend.
+def _classifier(s, policy: Policy, engine: GraderEngine, engine_id: str, fmt: PromptFormat):
+    """The prompt classifier: a configured file (RBR_CLASSIFIER_FILE) must fit this grader and policy; the
+    shipped one is used where it fits (the embedded grader, the default policy's categories), else category
+    'auto' is refused (422) rather than misread."""
+    from reward_service.grader.categories import CategoryClassifier
 
-    The engine id names the model (and, for transformers, the dtype): cached readouts are keyed by it,
-    and heads are checked against its model part.
-    """
-    if s.grader_backend == "transformers":
-        from reward_service.grader._engine import TransformersEngine
-        from reward_service.grader.models import load_causal_lm
-        from reward_service.machine import choose_dtype
-
-        dtype = choose_dtype(s.grader_dtype)
-        tok, lm = load_causal_lm(s.grader_model, dtype, s.grader_threads)
-        engine = TransformersEngine(tok, lm, s.grader_layers, s.grader_batch_size)
-        return tok, engine, f"{s.grader_model}|{dtype}"
-
-    from transformers import AutoTokenizer
-
-    from reward_service.errors import ModelLoadError
-    from reward_service.grader._engine import NO_WORDS, YES_WORDS, _single_token_ids
-    from reward_service.grader._logprob_engines import OpenAIEngine, VLLMEngine
-    from reward_service.paths import resolve_model_path
-
-    path = resolve_model_path(s.grader_model)
+    if s.classifier_file is None and not (s.classifier_path.exists() and engine.layers):
+        return None
+    clf = CategoryClassifier.load(s.classifier_path)
     try:
-        tok = AutoTokenizer.from_pretrained(path)
-    except Exception as e:
-        raise ModelLoadError(f"cannot load the grader tokenizer {s.grader_model!r}: {e}") from e
-    yes, no = _single_token_ids(tok, YES_WORDS), _single_token_ids(tok, NO_WORDS)
-    if s.grader_backend == "vllm":
-        engine = VLLMEngine(path, yes, no, s.grader_logprobs, s.grader_dtype, **s.grader_vllm_args)
-        return tok, engine, f"vllm:{s.grader_model}"
-    if not s.grader_url:
-        raise ModelLoadError("grader_backend 'openai' needs grader_url (RBR_GRADER_URL), e.g. http://127.0.0.1:8001")
-    name = s.grader_served_name or s.grader_model
-    engine = OpenAIEngine(s.grader_url, name, tok, yes, no, s.grader_logprobs, s.grader_timeout_s, s.grader_concurrency)
-    return tok, engine, f"openai:{name}"
-
-
-def _engine_call(fn, *args) -> list[Readout]:
-    """Call an engine; anything it raises that is not already a GraderError becomes one (never a default)."""
-    try:
-        return fn(*args)
-    except GraderError:
-        raise
-    except Exception as e:
-        raise GraderError(f"grader forward pass failed: {type(e).__name__}: {e}") from e
-
-
-def _compact(a: np.ndarray) -> np.ndarray:
-    """float16 where every value fits in it; float32 otherwise (some models' hidden states reach 1e5 and more)."""
-    return a.astype(np.float16) if np.abs(a).max(initial=0.0) < np.finfo(np.float16).max else a.astype(np.float32)
-
-
-def _save_readout(path: Path, ro: Readout) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npz")
-    arrays: dict[str, Any] = {"yes_logit": ro.yes_logit, "pooled": _compact(ro.pooled), "tokens": ro.tokens}
-    if ro.answer is not None:
-        arrays["answer"] = _compact(ro.answer)
-    np.savez(tmp, **arrays)
-    tmp.replace(path)
-
-
-def _load_readout(path: Path) -> Readout:
-    with np.load(path) as z:
-        answer = z["answer"].astype(np.float32) if "answer" in z else None
-        return Readout(z["yes_logit"], z["pooled"].astype(np.float32), answer, int(z["tokens"]))
+        clf.check_compatible(engine_id, fmt.version, engine.layers, policy.categories)
+    except HeadsError:
+        if s.classifier_file is not None:
+            raise
+        return None
+    return clf

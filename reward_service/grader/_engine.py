@@ -24,6 +24,7 @@ __all__ = [
     "EDGE_TOKENS",
     "GraderEngine",
     "POOL_STATS",
+    "PROMPT_STATS",
     "READOUT_VERSION",
     "Readout",
     "Strategy",
@@ -36,9 +37,10 @@ YES_WORDS = ("yes", "Yes", " yes", " Yes", "YES")
 NO_WORDS = ("no", "No", " no", " No", "NO")
 Strategy = Literal["naive", "batched", "prefix"]
 POOL_STATS = ("mean", "max", "opening", "closing")  # Readout.pooled's first axis
+PROMPT_STATS = ("conversation", "last_turn")  # Readout.prompt's first axis: means over the prompt's tokens
 DEFAULT_LAYERS = (8, 12, 16, 20)  # read-out layers unless settings' grader_layers says otherwise
 EDGE_TOKENS = 24  # 'opening' / 'closing': the mean over the completion's first / last this many tokens
-READOUT_VERSION = 3  # bump when what a Readout holds changes (cached readouts are keyed by it)
+READOUT_VERSION = 4  # bump when what a Readout holds changes (cached readouts are keyed by it)
 
 
 @dataclass
@@ -47,6 +49,7 @@ class Readout:
     pooled: np.ndarray  # (4, n_layers, H) POOL_STATS of the hidden states over the completion's tokens
     answer: np.ndarray | None  # (n_questions, n_layers, H) hidden state at each question's answer position
     tokens: int  # tokens processed for this item
+    prompt: np.ndarray | None = None  # (2, n_layers, H) PROMPT_STATS: what the prompt classifier reads
 
 
 class GraderEngine(Protocol):
@@ -146,17 +149,18 @@ class TransformersEngine:
             return self._prefix(enc, answer_states)
         seqs = [enc.prefix_ids + s for s in enc.suffix_ids]
         if strategy == "batched":
-            finals, answers, pooled = self._full(seqs, enc.completion_span)
+            finals, answers, pooled, prompt = self._full(seqs, enc)
         else:
-            parts = [self._full([s], enc.completion_span) for s in seqs]
+            parts = [self._full([s], enc) for s in seqs]
             finals = torch.cat([p[0] for p in parts])
             answers = torch.cat([p[1] for p in parts])
-            pooled = parts[0][2]
+            pooled, prompt = parts[0][2], parts[0][3]
         return Readout(
             self._yes_logit(finals).numpy(),
             pooled,
             answers.float().numpy() if answer_states else None,
             sum(len(s) for s in seqs),
+            prompt,
         )
 
     def readout_many(self, encs: Sequence[EncodedItem], answer_states: bool = False) -> list[Readout]:
@@ -180,7 +184,11 @@ class TransformersEngine:
             hs = _read_layers(self.base, self.layers, input_ids=ids, attention_mask=mask)  # no layer above the deepest
             for r, i in enumerate(idx):  # completion spans lie before the padding: pads never enter a pool
                 out[i] = Readout(
-                    np.zeros(0, np.float32), self._pool(hs, r, encs[i].completion_span), None, len(seqs[r])
+                    np.zeros(0, np.float32),
+                    self._pool(hs, r, encs[i].completion_span),
+                    None,
+                    len(seqs[r]),
+                    self._prompt_pool(hs, r, encs[i]),
                 )
         return out  # type: ignore[return-value]
 
@@ -195,8 +203,16 @@ class TransformersEngine:
         closing = torch.stack([h[-EDGE_TOKENS:].mean(0) for h in per_layer])  # (L, H) how it ends
         return torch.stack([mean, peak, opening, closing]).numpy()
 
-    def _full(self, seqs: list[list[int]], span: tuple[int, int]):
-        """Right-padded full forward. -> (final states (n,H), answer states (n,L,H), pooled (L,H))."""
+    def _prompt_pool(self, hidden_states, row: int, enc: EncodedItem) -> np.ndarray:
+        """PROMPT_STATS per read-out layer: (2, L, H). Causal attention: they do not depend on the completion."""
+        out = []
+        for a, b in (enc.conversation_span, enc.last_turn_span):
+            b = max(b, a + 1)
+            out.append(torch.stack([hidden_states[layer][row, a:b].float().mean(0) for layer in self.layers]))
+        return torch.stack(out).numpy()
+
+    def _full(self, seqs: list[list[int]], enc: EncodedItem):
+        """Right-padded full forward. -> (final states (n,H), answer states (n,L,H), pooled (4,L,H), prompt (2,L,H))."""
         n, t = len(seqs), max(len(s) for s in seqs)
         ids = torch.full((n, t), self.pad_id, dtype=torch.long)  # (n, T)
         mask = torch.zeros((n, t), dtype=torch.long)  # (n, T)
@@ -208,7 +224,8 @@ class TransformersEngine:
         rows = torch.arange(n)
         finals = out.last_hidden_state[rows, last]  # (n, H)
         answers = torch.stack([out.hidden_states[layer][rows, last] for layer in self.layers], 1)  # (n, L, H)
-        return finals, answers, self._pool(out.hidden_states, 0, span)
+        hs = out.hidden_states
+        return finals, answers, self._pool(hs, 0, enc.completion_span), self._prompt_pool(hs, 0, enc)
 
     def _prefix(self, enc: EncodedItem, answer_states: bool) -> Readout:
         p = len(enc.prefix_ids)
@@ -216,9 +233,10 @@ class TransformersEngine:
             input_ids=torch.tensor([enc.prefix_ids]), use_cache=True, output_hidden_states=True
         )  # hidden_states: (L+1) x (1, P, H)
         pooled = self._pool(pre.hidden_states, 0, enc.completion_span)
+        prompt = self._prompt_pool(pre.hidden_states, 0, enc)
         n = len(enc.suffix_ids)
         if n == 0:
-            return Readout(np.zeros(0, np.float32), pooled, None, p)
+            return Readout(np.zeros(0, np.float32), pooled, None, p, prompt)
         s = max(len(x) for x in enc.suffix_ids)
         ids = torch.full((n, s), self.pad_id, dtype=torch.long)  # (n, S)
         mask = torch.zeros((n, p + s), dtype=torch.long)  # (n, P+S): prefix + own suffix tokens
@@ -243,4 +261,6 @@ class TransformersEngine:
         answers = None
         if answer_states:
             answers = torch.stack([out.hidden_states[layer][rows, last] for layer in self.layers], 1).float().numpy()
-        return Readout(self._yes_logit(finals).numpy(), pooled, answers, p + sum(len(x) for x in enc.suffix_ids))
+        return Readout(
+            self._yes_logit(finals).numpy(), pooled, answers, p + sum(len(x) for x in enc.suffix_ids), prompt
+        )

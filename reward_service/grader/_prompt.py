@@ -47,6 +47,8 @@ class EncodedItem:
     prefix_ids: list[int]  # instructions + conversation + completion, shared by all questions
     completion_span: tuple[int, int]  # [start, end) of the completion's tokens inside prefix_ids
     suffix_ids: list[list[int]]  # one per proposition: question + end of turn + assistant header
+    conversation_span: tuple[int, int] = (0, 0)  # [start, end) of the conversation's tokens (the prompt)
+    last_turn_span: tuple[int, int] = (0, 0)  # [start, end) of its last message's tokens (the request)
 
 
 def _bos(tokenizer) -> list[int]:
@@ -89,9 +91,21 @@ class PromptFormat:
         return self._suffix_cache[body]
 
     def encode(self, conversation: list[dict], completion: str, specs: list[PropositionSpec]) -> EncodedItem:
-        conv_text = "\n\n".join(f"{m['role'].capitalize()}: {m['content']}" for m in conversation)
-        conv = self._ids(conv_text)[-self.max_conversation_tokens :]  # keep the latest turns
+        turns = [f"{m['role'].capitalize()}: {m['content']}" for m in conversation]
+        conv_text = "\n\n".join(turns)
+        full = self._ids(conv_text)
+        conv = full[-self.max_conversation_tokens :]  # keep the latest turns
+        # The last message's tokens: those after the earlier turns' (a boundary merge can shift it by one token).
+        earlier = len(self._ids("\n\n".join(turns[:-1]) + "\n\n")) if len(turns) > 1 else 0
+        last_start = max(0, earlier - (len(full) - len(conv)))
         comp = self._ids(completion)[: self.max_completion_tokens]  # keep the start of the answer
-        start = len(self._head) + len(conv) + len(self._mid)
+        c0 = len(self._head)
+        start = c0 + len(conv) + len(self._mid)
         prefix = self._head + conv + self._mid + comp + self._tail
-        return EncodedItem(prefix, (start, start + len(comp)), [self.suffix(s) for s in specs])
+        return EncodedItem(
+            prefix,
+            (start, start + len(comp)),
+            [self.suffix(s) for s in specs],
+            (c0, c0 + len(conv)),
+            (c0 + max(0, min(last_start, len(conv) - 1)), c0 + len(conv)),
+        )

@@ -10,10 +10,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from propositions import MAX_RULE_CHARS, Policy, Rule, rules_from_system
+from propositions import AUTO, MAX_RULE_CHARS, Policy, Rule, rules_from_system
 from reward_service.errors import InputError, LimitError
 
-__all__ = ["GradeItem", "ItemLimits", "iter_jsonl", "parse_item"]
+__all__ = ["GradeItem", "ItemLimits", "iter_jsonl", "messages", "parse_item"]
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ def _text(value: str, field: str) -> str:
     return value
 
 
-def _messages(value: Any, field: str, max_messages: int | None) -> tuple[dict[str, str], ...]:
+def messages(value: Any, field: str, max_messages: int | None) -> tuple[dict[str, str], ...]:
     if isinstance(value, str):
         if not value.strip():
             raise InputError(field, "must not be empty")
@@ -69,10 +69,11 @@ class ItemLimits:
     max_messages: int | None = None
     default_response_type: str | None = None  # for items with neither a response type nor a category
     max_rules: int | None = None  # deployment rules per item
+    auto: bool = False  # category 'auto' allowed (the service reads it from the prompt); offline files label rows
 
     @classmethod
     def from_settings(cls, s) -> ItemLimits:
-        return cls(s.max_chars, s.max_messages, s.default_response_type, s.max_rules)
+        return cls(s.max_chars, s.max_messages, s.default_response_type, s.max_rules, auto=True)
 
 
 def _field(where: str, name: str) -> str:
@@ -120,7 +121,7 @@ def parse_item(obj: Any, policy: Policy, where: str = "item", limits: ItemLimits
     for name in ("prompt", "completion"):
         if name not in obj:
             raise InputError(_field(where, name), "missing")
-    conversation = _messages(obj["prompt"], _field(where, "prompt"), limits.max_messages)
+    conversation = messages(obj["prompt"], _field(where, "prompt"), limits.max_messages)
     comp = obj["completion"]
     if isinstance(comp, list):  # [{"role": "assistant", "content": ...}] as in the gold files
         if len(comp) != 1:
@@ -152,6 +153,9 @@ def parse_item(obj: Any, policy: Policy, where: str = "item", limits: ItemLimits
     except KeyError as e:
         field = "response_type" if rt is not None else "category" if cat is not None else "response_type"
         raise InputError(_field(where, field), e.args[0]) from None
+    if response_type == AUTO and not limits.auto:
+        field = "category" if cat is not None else "response_type"
+        raise InputError(_field(where, field), "'auto' is for the reward service; here every row needs its label")
     rules = _rules(obj.get("rules"), obj.get("rules_from_system", False), conversation, where, limits.max_rules)
     return GradeItem(conversation, comp, response_type, rules)
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from propositions import Policy, class_probabilities, feature_vector, top_class
+from reward_service.config import AutoReward
 from reward_service.errors import GraderError, InputError, ModelLoadError
 from reward_service.grader import GradeItem, Grader
 from reward_service.reward.linear import RBRWeights
@@ -40,6 +41,10 @@ class Scored:
     rbr: float | None = None  # w . features, when weights are loaded
     rule_term: float = 0.0  # sum over the item's deployment rules of priority * v . rule_features
     rules: list[dict] = field(default_factory=list)  # per rule: text, priority, probabilities, term
+    # category 'auto': P(category) read from the prompt, and P(response type) summed from it; response_type
+    # (and classes, features) is then the most likely one, rbr as `Scorer.auto_reward` says
+    category_probabilities: dict[str, float] | None = None
+    response_type_probabilities: dict[str, float] | None = None
 
     @property
     def top_class(self) -> str:
@@ -89,6 +94,7 @@ class Scorer:
         reward_model: RewardModel,
         weights: RBRWeights | None,
         rule_weights: RuleWeights | None = None,
+        auto_reward: AutoReward = "most_likely",
     ) -> None:
         missing = [p for p in reward_model.needs if p not in policy.propositions]
         if missing:
@@ -98,6 +104,7 @@ class Scorer:
             )
         self.policy, self.grader, self.reward_model, self.weights = policy, grader, reward_model, weights
         self.rule_weights = rule_weights
+        self.auto_reward = auto_reward
 
     @property
     def identity(self) -> str:
@@ -127,15 +134,16 @@ class Scorer:
         if todo:
             sub = [items[i] for i in todo]
             t0 = time.perf_counter()
-            probs = self.grader.grade(sub, progress=progress)
+            probs, categories = self.grader.grade_with_categories(sub, progress=progress)
             rule_probs = self.grader.grade_rules(sub)
             t1 = time.perf_counter()
             rm = self._rm_scores(sub, probs)
             if timings is not None:
                 timings["grader_s"] = timings.get("grader_s", 0.0) + t1 - t0
                 timings["rm_s"] = timings.get("rm_s", 0.0) + time.perf_counter() - t1
-            for i, it, p, r, rp in zip(todo, sub, probs, rm, rule_probs, strict=True):
+            for i, it, p, r, rp, c in zip(todo, sub, probs, rm, rule_probs, categories, strict=True):
                 rows[i] = {"propositions": p, "rm": float(r)} | ({"rules": rp} if rp else {})
+                rows[i] |= {"categories": c} if c is not None else {}
                 if cache is not None:
                     cache.put(it, rows[i])
         out = []
@@ -143,7 +151,10 @@ class Scorer:
             p, r = row["propositions"], row["rm"]  # type: ignore[index]
             if not (math.isfinite(r) and all(math.isfinite(v) for v in p.values())):
                 raise GraderError(f"non-finite grader or RM output (rm={r}, propositions={p}): no reward is made up")
-            scored = self._assemble(it.response_type, p, float(r))
+            c = row.get("categories")  # type: ignore[union-attr]
+            if c is not None and not all(math.isfinite(v) for v in c.values()):
+                raise GraderError(f"non-finite category probabilities {c}: no reward is made up")
+            scored = self._assemble_auto(p, float(r), c) if c is not None else self._assemble(it.response_type, p, r)
             if it.rules:
                 rp = row["rules"]  # type: ignore[index]
                 if not all(math.isfinite(v) for d in rp for v in d.values()):
@@ -164,6 +175,18 @@ class Scorer:
         for i, extra in zip(todo, self.grader.grade([items[i] for i in todo], list(needs)), strict=True):
             graded[i] = {**probs[i], **extra}
         return self.reward_model.score(items, graded)
+
+    def _assemble_auto(self, probs: dict[str, float], rm: float, categories: dict[str, float]) -> Scored:
+        """An AUTO item: scored under every response type its prompt may have; rbr is the expectation over
+        P(response type) ('expected') or the most likely response type's ('most_likely')."""
+        p_rt = self.policy.response_type_probabilities(categories)
+        most = max(p_rt, key=p_rt.__getitem__)
+        per = {rt: self._assemble(rt, probs, rm) for rt, p in p_rt.items() if p > 0 or rt == most}
+        out = per[most]
+        if out.rbr is not None and self.auto_reward == "expected":
+            out.rbr = float(sum(p_rt[rt] * s.rbr for rt, s in per.items()))  # type: ignore[misc]
+        out.category_probabilities, out.response_type_probabilities = categories, p_rt
+        return out
 
     def _assemble(self, response_type: str, probs: dict[str, float], rm: float) -> Scored:
         classes = {k: float(v) for k, v in class_probabilities(self.policy, response_type, probs).items()}

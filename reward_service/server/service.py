@@ -21,7 +21,7 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 
-from propositions import Policy, PolicyError, Rule, load_policy
+from propositions import AUTO, Policy, PolicyError, Rule, load_policy
 from reward_service.config import Settings
 from reward_service.errors import (
     HeadsError,
@@ -137,7 +137,7 @@ class RewardService:
         s = self.settings
         try:
             policy = load_policy(s.policy_file)
-            if s.default_response_type is not None:
+            if s.default_response_type not in (None, AUTO):
                 policy.response_type(s.default_response_type)  # KeyError if unknown
             grader = Grader.from_settings(s, policy=policy)
             rm = build_reward_model(s, grader.identity)
@@ -157,7 +157,7 @@ class RewardService:
             )
         self.pipeline = Pipeline(
             policy,
-            Scorer(policy, grader, rm, weights, rule_weights),
+            Scorer(policy, grader, rm, weights, rule_weights, s.auto_reward),
             weights,
             str(s.policy_file or "default"),
             str(s.weights_path),
@@ -189,7 +189,7 @@ class RewardService:
                     policy = old.policy
                 grader = old.grader.with_policy(policy)
                 # ModelLoadError: the RM's needs are missing
-                scorer = Scorer(policy, grader, old.reward_model, None, old.scorer.rule_weights)
+                scorer = Scorer(policy, grader, old.reward_model, None, old.scorer.rule_weights, old.scorer.auto_reward)
                 where = "weights_file"
                 wpath = weights_file or old.weights_file
                 if not Path(wpath).exists():
@@ -231,13 +231,15 @@ class RewardService:
 
     async def grade(
         self, pipeline: Pipeline, items: Sequence[GradeItem], propositions: Sequence[str] | None
-    ) -> list[tuple[dict[str, float], list[dict[str, float]]]]:
-        """Per item: the policy's proposition probabilities, and its deployment rules' ([] without rules)."""
+    ) -> list[tuple[dict[str, float], list[dict[str, float]], dict[str, float] | None]]:
+        """Per item: the policy's proposition probabilities, its deployment rules' ([] without rules), and
+        P(category) of an AUTO item's prompt (None for a labelled item)."""
         if not items:
             return []
 
-        def run(p: Pipeline, batch: list[GradeItem]) -> list[tuple[dict[str, float], list[dict[str, float]]]]:
-            return list(zip(p.grader.grade(batch, propositions), p.grader.grade_rules(batch), strict=True))
+        def run(p: Pipeline, batch: list[GradeItem]) -> list:
+            probs, categories = p.grader.grade_with_categories(batch, propositions)
+            return list(zip(probs, p.grader.grade_rules(batch), categories, strict=True))
 
         return await self.batcher.submit(pipeline, list(items), self.settings.request_timeout_s, run)
 

@@ -193,11 +193,14 @@ SAMPLES = [
 ]
 
 
-def samples(n: int) -> list[dict[str, Any]]:
+def samples(n: int, unlabelled: bool = False) -> list[dict[str, Any]]:
+    """n samples cycling through SAMPLES; `unlabelled`: no ground truth (the service reads the category)."""
     out = []
     for i in range(n):
         s = dict(SAMPLES[i % len(SAMPLES)])
         s["extra_prompt"] = s["messages"]
+        if unlabelled:
+            s["label"] = None
         out.append(s)
     return out
 
@@ -236,7 +239,7 @@ def scenario_threads(ns: dict[str, Any], n: int = 20) -> dict[str, Any]:
     }
 
 
-def scenario_manager(ns: dict[str, Any], name: str, path: str, n: int = 20) -> dict[str, Any]:
+def scenario_manager(ns: dict[str, Any], name: str, path: str, n: int = 20, unlabelled: bool = False) -> dict[str, Any]:
     """The reward loop as verl 0.9.1 runs a custom function: RewardLoopWorker.compute_score_batch fans the batch
     out to NaiveRewardManager.run_single, one task per sample (sync functions go to the loop's thread pool)."""
     from transformers import AutoTokenizer
@@ -256,7 +259,7 @@ def scenario_manager(ns: dict[str, Any], name: str, path: str, n: int = 20) -> d
     )
     worker = object.__new__(ns["RewardLoopWorker"])  # its __init__ loads tokenizers from config paths
     worker.config, worker.reward_manager, worker.loop = cfg, manager, loop
-    rows = make_rows(tokenizer, samples(n))
+    rows = make_rows(tokenizer, samples(n, unlabelled))
     outputs = loop.run_until_complete(worker.compute_score_batch(rows))
     return {
         "is_async": manager.is_async_reward_score,
@@ -288,6 +291,7 @@ def main() -> None:
         "naive_sync": lambda: scenario_manager(ns, "compute_score", "pkg://reward_service.adapters"),
         "naive_async": lambda: scenario_manager(ns, "compute_score_async", "pkg://reward_service.adapters"),
         "naive_file": lambda: scenario_manager(ns, "compute_score", adapters_file, n=3),
+        "naive_unlabelled": lambda: scenario_manager(ns, "compute_score", "pkg://reward_service.adapters", 3, True),
         "batch": lambda: scenario_batch(ns),
     }[which]()
     result["service"] = os.environ["RBR_SERVICE_URL"]

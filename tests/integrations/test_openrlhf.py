@@ -210,6 +210,18 @@ def test_openrlhf_0_11_2_empty_labels_use_the_default_response_type(server, tmp_
 
 
 @needs("0.11.2")
+def test_openrlhf_0_11_2_empty_labels_under_default_auto_get_the_category_the_service_reads(tmp_path):
+    # the rollouts of an ordinary prompt set: no label column, so every label is ""
+    rollouts = [rollout(q, a, "") for q, a in [(LOCK, LOCK_NO), (LOCK, LOCK_YES), (BASIL, BASIL_YES), (BASIL, REFUSE)]]
+    with rbr_server({"RBR_DEFAULT_RESPONSE_TYPE": "auto"}) as (url, _, _):
+        result, log = run_driver("0.11.2", "_openrlhf_0_11_2.py", {"urls": [url + "/get_reward"], "rollouts": rollouts},
+                                 tmp_path)  # fmt: skip
+    rewards = check_rollouts(result, log, expected_log_keys())
+    assert rewards[0] > rewards[1], f"unlabelled: refusal {rewards[0]} <= compliance {rewards[1]} on a C-R prompt"
+    assert rewards[2] > rewards[3], f"unlabelled: answer {rewards[2]} <= refusal {rewards[3]} on a benign prompt"
+
+
+@needs("0.11.2")
 def test_openrlhf_0_11_2_left_truncated_prompts(server, tmp_path):
     # max_length 104 with max_tokens 64 keeps the last 40 prompt tokens: the system turn and the
     # preamble are cut, the query starts mid-user-turn, `prompts` still carries the whole prompt.

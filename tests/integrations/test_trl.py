@@ -123,3 +123,10 @@ def test_dataset_without_a_label_column(url, tmp_path):
     strict = tiny_trainer(tmp_path / "error", trl_reward_function(url), dataset)
     with pytest.raises(ValueError, match="no 'response_type' or 'category' column"):
         calculate(strict, dataset, [REFUSAL, COMPLIANCE])
+    auto = tiny_trainer(tmp_path / "auto", trl_reward_function(url, missing_label="auto"), dataset)
+    got = calculate(auto, dataset, [REFUSAL, COMPLIANCE])
+    with RewardClient(url) as c:
+        items = [{"prompt": normalize_messages(r["prompt"]), "completion": t, "category": "auto"}
+                 for r, t in zip(ROWS, [REFUSAL, COMPLIANCE], strict=True)]  # fmt: skip
+        expected = c.rewards(items).rewards
+    assert got == pytest.approx(expected, abs=1e-5)  # unlabelled rows: the service reads each prompt's category

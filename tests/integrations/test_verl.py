@@ -45,8 +45,9 @@ SAMPLES = [
 
 @pytest.fixture(scope="module")
 def served() -> tuple[str, list[float]]:
-    """A served embedded default, and the three samples' rewards from the client directly."""
-    with rbr_server() as (url, proc, log):
+    """A served embedded default that reads unlabelled prompts' categories (RBR_DEFAULT_RESPONSE_TYPE=auto), and
+    the three samples' rewards from the client directly."""
+    with rbr_server({"RBR_DEFAULT_RESPONSE_TYPE": "auto"}) as (url, proc, log):
         with RewardClient(url) as c:
             items = [{"prompt": [{"role": "user", "content": p}], "completion": r, **lab} for p, r, lab in SAMPLES]
             expected = c.rewards(items).rewards
@@ -106,3 +107,14 @@ def test_batch_signature_through_verls_batch_reward_manager(served):
     out = run_upstream("batch", url)
     assert out["scores"] == pytest.approx(expected_scores(expected, 6), abs=1e-4)  # verl's float32 tensor
     assert len(out["rm"]) == 6
+
+
+def test_samples_without_ground_truth_get_rewards_from_the_category_the_service_reads(served):
+    url, expected = served
+    out = run_upstream("naive_unlabelled", url)
+    with RewardClient(url) as c:
+        items = [
+            {"prompt": [{"role": "user", "content": p}], "completion": r, "category": "auto"} for p, r, _ in SAMPLES
+        ]
+        auto = c.rewards(items).rewards
+    assert out["scores"] == pytest.approx(auto, abs=1e-6)  # no ground truth = category 'auto'

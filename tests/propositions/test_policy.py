@@ -99,6 +99,7 @@ def test_hash_is_stable_across_formatting_and_changes_with_content(tmp_path, raw
         ),
         (lambda r: r["derived"].update({"apology": {"judgement": False}}), "derived.apology", "duplicate name"),
         (lambda r: r["categories"].update({"X-R": "soft_refuse"}), "categories.X-R", "unknown response type"),
+        (lambda r: r["categories"].update({"auto": "comply"}), "categories.auto", "'auto' is reserved"),
         (
             lambda r: r["response_types"]["comply"].update({"ordering": ["ideal", "ideal", "disallowed_completion"]}),
             "response_types.comply.ordering",

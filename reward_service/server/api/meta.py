@@ -33,6 +33,7 @@ async def policy(pipeline: PipelineDep, service: ServiceDep) -> PolicyInfo:
         "weights_reward_model": pipeline.weights.reward_model,
         "policy_file": pipeline.policy_file,
         "weights_file": pipeline.weights_file,
+        "prompt_classifier": _classifier_info(pipeline.grader.classifier),
     }
     return PolicyInfo(
         policy_hash=p.hash,
@@ -68,3 +69,11 @@ async def readyz(service: ServiceDep) -> JSONResponse:
 async def metrics(service: ServiceDep) -> Response:
     """Prometheus metrics in the text exposition format."""
     return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def _classifier_info(classifier) -> str:
+    """What reads category 'auto' (or that nothing does: then 'auto' is a 422)."""
+    if classifier is None:
+        return "none: category 'auto' is refused"
+    spec = classifier.spec
+    return f"{classifier.engine_id}: {len(classifier.categories)} categories from {spec.stats} at {spec.layers}"

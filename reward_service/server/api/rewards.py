@@ -6,7 +6,7 @@ from dataclasses import replace
 
 from fastapi import APIRouter, Request
 
-from propositions import graded_classes, top_class
+from propositions import AUTO, graded_classes, top_class
 from reward_service.errors import InputError, LimitError
 from reward_service.grader import GradeItem, ItemLimits, parse_item
 from reward_service.schemas import (
@@ -41,10 +41,15 @@ def parse_items(items: list[RewardItem], service: RewardService, pipeline: Pipel
     if len(items) > s.max_items:
         raise LimitError("items", f"{len(items)} items, over the limit of {s.max_items} per request")
     limits = ItemLimits.from_settings(s)
-    return [
+    out = [
         parse_item(it.model_dump(exclude_none=True), pipeline.policy, f"items[{i}]", limits)
         for i, it in enumerate(items)
     ]
+    auto = [i for i, it in enumerate(out) if it.response_type == AUTO]
+    if auto:
+        field = "category" if items[auto[0]].category is not None else "response_type"
+        pipeline.grader.require_classifier(f"items[{auto[0]}].{field}")
+    return out
 
 
 async def screen_rules(
@@ -95,6 +100,8 @@ async def rewards(
                 propositions=s.propositions,
                 rule_term=s.rule_term if gi.rules else None,
                 rules=[RuleScore(**r) for r in s.rules] if gi.rules else None,
+                category_probabilities=s.category_probabilities,
+                response_type_probabilities=s.response_type_probabilities,
             )
             for it, gi, s in zip(body.items, items, scored, strict=True)
         ]
@@ -118,12 +125,16 @@ async def grade(body: GradeRequest, request: Request, service: ServiceDep, pipel
     graded = await while_connected(request, service.grade(pipeline, items, body.propositions))
     service.metrics.items.labels("grade").inc(len(items))
     results = []
-    for req, it, (p, rp) in zip(body.items, items, graded, strict=True):
-        classes = graded_classes(pipeline.policy, it.response_type, p)
+    for req, it, (p, rp, cats) in zip(body.items, items, graded, strict=True):
+        p_rt = pipeline.policy.response_type_probabilities(cats) if cats is not None else None
+        rt = max(p_rt, key=p_rt.__getitem__) if p_rt is not None else it.response_type
+        classes = graded_classes(pipeline.policy, rt, p)
         results.append(
             GradeResult(
                 id=req.id,
-                response_type=it.response_type,
+                response_type=rt,
+                category_probabilities=cats,
+                response_type_probabilities=p_rt,
                 propositions=p,
                 classes=classes,
                 top_class=top_class(classes) if classes else None,

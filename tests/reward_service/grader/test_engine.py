@@ -110,3 +110,15 @@ def test_pooled_stats_read_the_whole_completion_its_opening_and_its_closing():
     short = TransformersEngine._pool(fake, hs, 0, (a, a + 3))  # 3 tokens: every mean is the same mean
     np.testing.assert_allclose(short[POOL_STATS.index("opening")], short[POOL_STATS.index("mean")], atol=1e-6)
     np.testing.assert_allclose(short[POOL_STATS.index("closing")], short[POOL_STATS.index("mean")], atol=1e-6)
+
+
+def test_category_auto_without_a_prompt_classifier_is_an_input_error_before_any_forward_pass(policy):
+    from propositions import AUTO
+    from reward_service.errors import InputError
+
+    engine = StandInEngine()
+    with pytest.raises(InputError, match=r"category: 'auto' needs a prompt classifier.*rbr fit-classifier"):
+        _grader(policy, engine).grade([ITEM, GradeItem(ITEM.conversation, "hello", AUTO)])
+    assert engine.calls == []
+    labelled, categories = _grader(policy, engine).grade_with_categories([ITEM])  # labelled items need none
+    assert categories == [None] and set(labelled[0]) == set(policy.required_propositions("comply"))

@@ -75,11 +75,18 @@ def test_prefix_reuse_matches_full_forward_passes(prompted_grader):
     np.testing.assert_allclose(batched.yes_logit, naive.yes_logit, atol=1e-3)
     np.testing.assert_allclose(prefix.answer, naive.answer, atol=1e-3)
     np.testing.assert_allclose(prefix.pooled, naive.pooled, atol=1e-3)
+    np.testing.assert_allclose(prefix.prompt, naive.prompt, atol=1e-3)
+    np.testing.assert_allclose(batched.prompt, naive.prompt, atol=1e-3)
     assert prefix.tokens < naive.tokens
     # question-free readouts run only the layers up to the deepest read-out layer, and read the same states
     assert max(engine.layers) < len(engine.base.layers)
     (short,) = engine.pooled([g.fmt.encode(list(APOLOGY.conversation), APOLOGY.completion, [])])
     np.testing.assert_allclose(short.pooled, prefix.pooled, atol=1e-4)
+    # the prompt's states: the same in every path, and the prompt's alone (another completion leaves them be)
+    np.testing.assert_allclose(short.prompt, prefix.prompt, atol=1e-4)
+    (other,) = engine.pooled([g.fmt.encode(list(APOLOGY.conversation), "Sure, here is how.", [])])
+    np.testing.assert_allclose(other.prompt, prefix.prompt, atol=1e-4)
+    assert not np.allclose(other.pooled, prefix.pooled, atol=1e-2)
     again = engine.readout(enc, "prefix")  # the full model is untouched (no hook left behind)
     np.testing.assert_allclose(again.yes_logit, prefix.yes_logit, atol=1e-6)
     # reading the last layer too (a model with fewer layers than the defaults): the same states as `readout`

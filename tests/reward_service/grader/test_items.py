@@ -141,3 +141,17 @@ def test_rules_per_item_limit(policy):
         parse_item(obj, policy, limits=ItemLimits(max_rules=2))
     with pytest.raises(InputError, match="rules_from_system: must be true or false"):
         parse_item({**obj, "rules_from_system": "yes"}, policy)
+
+
+def test_category_auto_is_for_the_service_and_offline_files_need_labels(policy):
+    from propositions import AUTO
+
+    item = {"prompt": "hi", "completion": "hello"}
+    service, unlabelled_auto = ItemLimits(auto=True), ItemLimits(default_response_type="auto", auto=True)
+    assert parse_item({**item, "category": "auto"}, policy, "items[0]", service).response_type == AUTO
+    assert parse_item({**item, "response_type": "auto"}, policy, "items[0]", service).response_type == AUTO
+    assert parse_item(item, policy, "items[0]", unlabelled_auto).response_type == AUTO
+    with pytest.raises(InputError, match=r"items\[0\]\.category: 'auto' is for the reward service"):
+        parse_item({**item, "category": "auto"}, policy, "items[0]")
+    every = {p for rt in policy.response_types for p in policy.required_propositions(rt)}
+    assert AUTO not in policy.categories and set(policy.required_propositions(AUTO)) == every

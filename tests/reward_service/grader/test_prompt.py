@@ -32,3 +32,24 @@ def test_no_bos_where_the_tokenizer_adds_none_and_the_prompt_version_says_which(
     enc = without.encode([{"role": "user", "content": "hi"}], "Sorry, no.", [SPEC])
     assert 2 not in enc.prefix_ids
     assert with_bos.version != without.version  # heads fitted on one refuse to serve the other
+
+
+def test_the_conversation_and_last_turn_spans_hold_the_prompt_and_its_last_message():
+    tok = PlainTok(bos=False)
+    fmt = PromptFormat(tok)
+    conv = [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": "hello"},
+        {"role": "user", "content": "x?"},
+    ]
+    enc = fmt.encode(conv, "Sorry, no.", [SPEC])
+    ids = lambda t: tok(t, add_special_tokens=False)["input_ids"]  # noqa: E731
+    a, b = enc.conversation_span
+    assert enc.prefix_ids[a:b] == ids("User: hi\n\nAssistant: hello\n\nUser: x?")
+    a, b = enc.last_turn_span
+    assert enc.prefix_ids[a:b] == ids("User: x?") and b == enc.conversation_span[1]
+    short = PromptFormat(tok, max_conversation_tokens=5).encode(conv, "ok", [])  # the kept tail: "r: x?"
+    a, b = short.last_turn_span
+    assert (a, b) == short.conversation_span and short.prefix_ids[a:b] == ids("r: x?")
+    one = fmt.encode(conv[:1], "ok", [])
+    assert one.last_turn_span == one.conversation_span

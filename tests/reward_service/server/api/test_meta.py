@@ -20,6 +20,7 @@ def test_policy_describes_what_is_served(server):
     assert "apology" in rt["propositions"] and "ideal" in rt["classes"]
     assert list(rt["weights"]) == rt["features"]
     assert body["backends"]["reward_model"].startswith("judge:")
+    assert "categories" in body["backends"]["prompt_classifier"]  # the shipped classifier: category 'auto' works
     assert set(body["policy"]["response_types"]) == set(body["response_types"])
 
 
