@@ -13,7 +13,6 @@ refuses to load it.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,7 +23,7 @@ from sklearn.preprocessing import StandardScaler
 
 from reward_service.errors import HeadsError
 from reward_service.grader._engine import PROMPT_STATS, Readout
-from reward_service.grader.heads import model_of
+from reward_service.grader.heads import load_fitted, model_of, save_fitted
 
 __all__ = ["CategoryClassifier", "ClassifierSpec", "prompt_features"]
 
@@ -142,24 +141,19 @@ class CategoryClassifier:
             "layers": list(self.layers),
             "info": self.info,
         }
-        arrays = {k: getattr(self, k).astype(np.float32) for k in ("mean", "scale", "coef", "intercept")}
-        tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez_compressed(tmp, meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8), **arrays)
-        tmp.replace(path)
+        save_fitted(
+            path, meta, {k: getattr(self, k).astype(np.float32) for k in ("mean", "scale", "coef", "intercept")}
+        )
 
     @classmethod
     def load(cls, path: str | Path) -> CategoryClassifier:
-        path = Path(path)
-        if not path.exists():
-            raise HeadsError(f"{path}: no such prompt classifier file (fit one with `rbr fit-classifier`)")
+        meta, z = load_fitted(path, "prompt classifier", "rbr fit-classifier")
         try:
-            with np.load(path) as z:
-                meta = json.loads(z["meta"].tobytes().decode())
-                arrays = {k: z[k] for k in ("mean", "scale", "coef", "intercept")}
+            arrays = {k: z[k] for k in ("mean", "scale", "coef", "intercept")}
             spec = ClassifierSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in meta["spec"].items()})
             return cls(
                 tuple(meta["categories"]), spec, **arrays, engine_id=meta["engine_id"],
                 prompt_version=meta["prompt_version"], layers=tuple(meta["layers"]), info=meta.get("info", {}),
             )  # fmt: skip
-        except (KeyError, ValueError, TypeError, OSError) as e:
+        except (KeyError, ValueError, TypeError) as e:
             raise HeadsError(f"{path}: not a valid prompt classifier file: {e}") from e

@@ -25,7 +25,16 @@ from sklearn.preprocessing import StandardScaler
 from reward_service.errors import HeadsError
 from reward_service.grader._engine import POOL_STATS, Readout
 
-__all__ = ["FeatureSpec", "GraderHeads", "head_features", "load_head_specs", "model_of", "question_hash"]
+__all__ = [
+    "FeatureSpec",
+    "GraderHeads",
+    "head_features",
+    "load_fitted",
+    "load_head_specs",
+    "model_of",
+    "question_hash",
+    "save_fitted",
+]
 
 
 @dataclass(frozen=True)
@@ -212,23 +221,17 @@ class GraderHeads:
                 h.scale.astype(np.float32),
                 h.coef.astype(np.float32),
             )
-        tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez_compressed(tmp, meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8), **arrays)
-        tmp.replace(path)
+        save_fitted(path, meta, arrays)
 
     @classmethod
     def load(cls, path: str | Path) -> GraderHeads:
-        path = Path(path)
-        if not path.exists():
-            raise HeadsError(f"{path}: no such heads file (fit one with `rbr fit-grader`)")
+        meta, z = load_fitted(path, "heads", "rbr fit-grader")
         try:
-            with np.load(path) as z:
-                meta = json.loads(z["meta"].tobytes().decode())
-                heads = {}
-                for n, h in meta["heads"].items():
-                    spec = FeatureSpec.from_dict(h["spec"])
-                    heads[n] = _Head(spec, z[f"{n}/mean"], z[f"{n}/scale"], z[f"{n}/coef"], h["intercept"])
-        except (KeyError, ValueError, TypeError, OSError) as e:
+            heads = {}
+            for n, h in meta["heads"].items():
+                spec = FeatureSpec.from_dict(h["spec"])
+                heads[n] = _Head(spec, z[f"{n}/mean"], z[f"{n}/scale"], z[f"{n}/coef"], h["intercept"])
+        except (KeyError, ValueError, TypeError) as e:
             raise HeadsError(f"{path}: not a valid heads file: {e}") from e
         return cls(
             meta["engine_id"],
@@ -239,6 +242,25 @@ class GraderHeads:
             heads,
             meta.get("info", {}),
         )
+
+
+def save_fitted(path: Path, meta: dict, arrays: Mapping[str, np.ndarray]) -> None:
+    """A fitted read-out file: its JSON `meta` and float arrays in one .npz, written atomically."""
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez_compressed(tmp, meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8), **arrays)
+    tmp.replace(path)
+
+
+def load_fitted(path: str | Path, what: str, fit_command: str) -> tuple[dict, dict[str, np.ndarray]]:
+    """(meta, arrays) of a `save_fitted` file; a missing or unreadable file is a HeadsError naming `what`."""
+    path = Path(path)
+    if not path.exists():
+        raise HeadsError(f"{path}: no such {what} file (fit one with `{fit_command}`)")
+    try:
+        with np.load(path) as z:
+            return json.loads(z["meta"].tobytes().decode()), {k: z[k] for k in z.files if k != "meta"}
+    except (KeyError, ValueError, TypeError, OSError) as e:
+        raise HeadsError(f"{path}: not a valid {what} file: {e}") from e
 
 
 def fit_heads(
