@@ -301,11 +301,6 @@ class Grader:
                 bar.update(len(encs[start : start + READOUT_CHUNK]))
         return out
 
-    def categorize(self, items: Sequence[GradeItem], progress: bool = False) -> list[dict[str, float]]:
-        """P(category) of each item's prompt (its completion plays no part), from the fitted prompt classifier."""
-        self.require_classifier()  # before any forward pass
-        return self.category_probabilities(self.prompt_readouts([it.conversation for it in items], progress))
-
     def category_probabilities(self, readouts: Sequence[Readout]) -> list[dict[str, float]]:
         """P(category) from readouts' prompt states (any readout of the item: they do not depend on the completion)."""
         self.require_classifier()

@@ -177,14 +177,14 @@ class Scorer:
         return self.reward_model.score(items, graded)
 
     def _assemble_auto(self, probs: dict[str, float], rm: float, categories: dict[str, float]) -> Scored:
-        """An AUTO item: scored under every response type its prompt may have; rbr is the expectation over
-        P(response type) ('expected') or the most likely response type's ('most_likely')."""
+        """An AUTO item, scored under its prompt's most likely response type; with auto_reward 'expected' its RBR
+        term is the expectation over P(response type) instead (every possible type's term, weighted)."""
         p_rt = self.policy.response_type_probabilities(categories)
         most = max(p_rt, key=p_rt.__getitem__)
-        per = {rt: self._assemble(rt, probs, rm) for rt, p in p_rt.items() if p > 0 or rt == most}
-        out = per[most]
+        out = self._assemble(most, probs, rm)
         if out.rbr is not None and self.auto_reward == "expected":
-            out.rbr = float(sum(p_rt[rt] * s.rbr for rt, s in per.items()))  # type: ignore[misc]
+            rbr = {rt: out.rbr if rt == most else self._assemble(rt, probs, rm).rbr for rt, p in p_rt.items() if p > 0}
+            out.rbr = float(sum(p_rt[rt] * v for rt, v in rbr.items()))  # type: ignore[operator]
         out.category_probabilities, out.response_type_probabilities = categories, p_rt
         return out
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from propositions import Policy, label_fields
+from propositions import AUTO, Policy, label_fields
 from reward_service.errors import InputError, LimitError
 from reward_service.grader import ItemLimits, parse_item
 from reward_service.reward.scoring import Scored
@@ -84,6 +84,8 @@ async def get_reward(
         except InputError as e:  # name the request field the problem came from
             where = f"labels[{i}]" if e.field in ("response_type", "category") else f"query[{i}]"
             raise type(e)(where, e.problem) from None
+        if items[-1].response_type == AUTO:  # checked before batching: one request's 422, not a batch's
+            pipeline.grader.require_classifier(f"labels[{i}]")
     scored = await while_connected(request, service.score(pipeline, items))
     service.metrics.items.labels("get_reward").inc(n)
     rewards = [x.reward for x in scored]
