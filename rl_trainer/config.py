@@ -67,6 +67,11 @@ class TrainConfig(BaseModel):
     missing_eos_penalty: float | None = Field(
         None, description="Subtracted from the reward of completions cut off before their end token (None: off)."
     )
+    reward_normalization: Literal["none", "response_type"] = Field(
+        "none",
+        description="response_type: centre and scale each reward by a running mean/std of its response type's "
+        "rewards before PPO sees it (response types earn on different scales; see rl_trainer/normalize.py).",
+    )
     seed: int = Field(0, description="Random seed.")
     save_every: int = Field(10, ge=1, description="Checkpoint every N steps (and at the end).")
     keep_checkpoints: int = Field(

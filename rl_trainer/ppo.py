@@ -35,6 +35,7 @@ from reward_service.client import RewardClient, ServiceError
 
 from .config import TrainConfig
 from .models import autocast_dtype, load_policy, load_tokenizer, save_policy
+from .normalize import ResponseTypeNormalizer
 from .prompts import PromptRecord, load_prompts, tokenize_prompts
 
 __all__ = ["TrainingStopped", "latest_checkpoint", "train"]
@@ -90,6 +91,7 @@ class RewardBridge:
     client: RewardClient
     tok: object
     lookup: dict[tuple[int, ...], PromptRecord]
+    normalizer: ResponseTypeNormalizer | None = None  # None: PPO gets the service's rewards as they are
     step_stats: dict = field(default_factory=dict)
     calls: int = 0
 
@@ -129,7 +131,13 @@ class RewardBridge:
             "response/length": (responses != pad).sum(1).float().mean().item(),
             "time/reward_s": wait,
             **{f"class/{rt}/{cls}": n / per_rt[rt] for (rt, cls), n in tops.items()},
+            **{
+                f"reward/{rt}": sum(r for r, c in zip(out.rewards, comps, strict=True) if c.response_type == rt) / n
+                for rt, n in per_rt.items()
+            },
         }
+        if self.normalizer is not None:
+            rewards = torch.tensor(self.normalizer(out.rewards, [c.response_type for c in comps]))  # (B,)
         return rewards
 
 
@@ -208,8 +216,16 @@ class StepCallback(TrainerCallback):
         if step % self.cfg.save_every == 0 or step == self.cfg.total_steps:
             unwrapped = self.trainer.accelerator.unwrap_model(self.trainer.model)
             out = Path(self.cfg.output_dir)
+            norm = self.bridge.normalizer
             self.last = save_checkpoint(
-                out, step, unwrapped.policy, unwrapped.value_model, self.tok, self.trainer.optimizer, self.cfg
+                out,
+                step,
+                unwrapped.policy,
+                unwrapped.value_model,
+                self.tok,
+                self.trainer.optimizer,
+                self.cfg,
+                extra={"reward_normalizer": norm.state_dict()} if norm else {},
             )
         self.trainer.generation_s, self.t0 = 0.0, time.perf_counter()
 
@@ -255,7 +271,9 @@ def latest_checkpoint(output_dir: str | Path) -> Path | None:
     return d if (d / "state.json").exists() else None
 
 
-def save_checkpoint(out: Path, step: int, policy, value, tok, optimizer, cfg: TrainConfig) -> Path:
+def save_checkpoint(
+    out: Path, step: int, policy, value, tok, optimizer, cfg: TrainConfig, extra: dict | None = None
+) -> Path:
     """Written to a temporary folder, then renamed: a checkpoint is whole or absent. Then only the newest
     `cfg.keep_checkpoints` are kept (as `save_total_limit` in HF's Trainer): policy + value + AdamW state
     is 6x the model's fp32 size."""
@@ -265,7 +283,8 @@ def save_checkpoint(out: Path, step: int, policy, value, tok, optimizer, cfg: Tr
     save_policy(policy, tok, tmp / "policy", base=cfg.model)
     save_policy(value, tok, tmp / "value", base=cfg.model)
     torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-    (tmp / "state.json").write_text(json.dumps({"step": step, "config": cfg.to_dict()}, indent=2))
+    state = {"step": step, "config": cfg.to_dict(), **(extra or {})}
+    (tmp / "state.json").write_text(json.dumps(state, indent=2))
     shutil.rmtree(final, ignore_errors=True)
     tmp.rename(final)
     (root / "latest").write_text(final.name)
@@ -285,7 +304,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     resume_from = latest_checkpoint(out) if resume else None
-    done = json.loads((resume_from / "state.json").read_text())["step"] if resume_from else 0
+    state = json.loads((resume_from / "state.json").read_text()) if resume_from else {}
+    done = state.get("step", 0)
     if resume and resume_from is None:
         log.warning("--resume: no checkpoint in %s; starting from the beginning", out)
     if done >= cfg.total_steps:
@@ -297,7 +317,10 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     torch.manual_seed(cfg.seed + done)
     tok, policy, ref, value, peft_config = _load_models(cfg, resume_from)  # 2.
     dataset, lookup = tokenize_prompts(load_prompts(cfg), tok, cfg.max_prompt_tokens)
-    bridge = RewardBridge(client, tok, lookup)  # 3.
+    normalizer = ResponseTypeNormalizer() if cfg.reward_normalization == "response_type" else None
+    if normalizer is not None and "reward_normalizer" in state:
+        normalizer.load_state_dict(state["reward_normalizer"])
+    bridge = RewardBridge(client, tok, lookup, normalizer)  # 3.
     trainer = ServicePPOTrainer(
         bridge,
         autocast_dtype(cfg.mixed_precision),
@@ -327,7 +350,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
 
 
 def _connect(cfg: TrainConfig, resume_from: Path | None) -> tuple[RewardClient, list[str]]:
-    """The service's client, and the class columns of the step log (from the policy it serves)."""
+    """The service's client, and the per-response-type columns of the step log (from the policy it serves)."""
     client = RewardClient(
         cfg.service_url,
         token=cfg.service_token,
@@ -339,7 +362,9 @@ def _connect(cfg: TrainConfig, resume_from: Path | None) -> tuple[RewardClient, 
         served = client.policy()
     except ServiceError as e:
         raise TrainingStopped(f"the reward service at {cfg.service_url} is not answering: {e}", resume_from) from e
-    return client, [f"class/{rt}/{c}" for rt, spec in served.response_types.items() for c in spec["classes"]]
+    rts = served.response_types
+    classes = [f"class/{rt}/{c}" for rt, spec in rts.items() for c in spec["classes"]]
+    return client, [f"reward/{rt}" for rt in rts] + classes
 
 
 def _ppo_args(cfg: TrainConfig, out: Path, steps: int, seed: int):

@@ -154,7 +154,9 @@ def test_service_dies_trainer_stops_with_its_checkpoint_then_resumes(tmp_path):
 def test_lora_run_saves_a_small_adapter_over_the_named_base_and_resumes(tmp_path):
     from rl_trainer.models import load_policy, load_tokenizer
 
-    config = write_config(tmp_path, lora_r=4, lora_alpha=8, save_every=1, keep_checkpoints=1)
+    config = write_config(
+        tmp_path, lora_r=4, lora_alpha=8, save_every=1, keep_checkpoints=1, reward_normalization="response_type"
+    )
     run = tmp_path / "run"
     train = [sys.executable, "-m", "reward_service.cli", "train", "--config", str(config)]
     with rbr_server() as (url, _, _):
@@ -163,8 +165,13 @@ def test_lora_run_saves_a_small_adapter_over_the_named_base_and_resumes(tmp_path
         more = [*train, "--service-url", url, "--resume", "--total-steps", "3"]
         again = subprocess.run(more, capture_output=True, text=True, timeout=900)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert [int(x["step"]) for x in rows(run)] == [1, 2, 3]
+    log = rows(run)
+    assert [int(x["step"]) for x in log] == [1, 2, 3]
     final = run / "checkpoints" / "step-000003"
+    # PPO optimised the rewards read against their response type's running stats, kept in the checkpoint
+    stats = json.loads((final / "state.json").read_text())["reward_normalizer"]
+    assert stats and set(stats) <= {"comply", "hard_refuse", "safe_refuse_1", "safe_refuse_2"}
+    assert any(abs(float(x["objective/scores"]) - float(x["reward/mean"])) > 1e-3 for x in log)
     adapter = json.loads((final / "policy" / "adapter_config.json").read_text())
     assert adapter["base_model_name_or_path"] == "embedded:smollm2-135m", "the base is named, not a local path"
     assert adapter["r"] == 4 and (final / "value" / "adapter_config.json").exists()
