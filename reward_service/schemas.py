@@ -45,8 +45,12 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+#: The chat roles trainers send (OpenAI's and vLLM's chat formats); any other role is a 422 naming the field.
+Role = Literal["system", "developer", "user", "assistant", "tool"]
+
+
 class Message(_Strict):
-    role: str
+    role: Role
     content: str
 
 

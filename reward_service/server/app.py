@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
@@ -62,6 +62,12 @@ STATUS: tuple[tuple[type[Exception], int, str], ...] = (
     (ModelLoadError, 503, "model_load_error"),
     (RBRError, 500, "internal_error"),
 )
+
+
+def _field(error: Mapping) -> str | None:
+    """A validation error's location as the field a user wrote: items[0].prompt[1].role."""
+    loc = [str(x) for x in error.get("loc", ()) if x != "body" and not _is_type_tag(x)]
+    return "".join(f"[{x}]" if x.isdigit() else f".{x}" for x in loc).lstrip(".") or None
 
 
 def _is_type_tag(part: object) -> bool:
@@ -212,8 +218,12 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
         return _error(415, "unsupported_media_type", message, "body")
     metrics.errors.labels("invalid_request").inc()
     first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
-    loc = [str(x) for x in first.get("loc", ()) if x != "body" and not _is_type_tag(x)]
-    field = "".join(f"[{x}]" if x.isdigit() else f".{x}" for x in loc).lstrip(".") or None
+    field = _field(first)
+    # a union (a prompt as text or as messages) fails once per member: name the deepest failure under the first
+    # field (items[0].prompt[1].role: "Input should be 'system', ...", not items[0].prompt: "a valid string")
+    under = [e for e in errors if field and (_field(e) or "").startswith(field)]
+    first = max(under, key=lambda e: len(_field(e) or ""), default=first)
+    field = _field(first)
     message = first.get("msg", "")
     if first.get("type") == "string_unicode":
         message = "not valid Unicode text (a lone surrogate such as \\ud800?)"

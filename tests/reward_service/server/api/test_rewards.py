@@ -76,6 +76,11 @@ def test_grade_returns_requested_propositions(server):
             422,
             "items[0].extra",
         ),
+        (
+            {"items": [{"prompt": [{"role": "hacker", "content": BREAD}], "completion": "x", "category": "None"}]},
+            422,
+            "items[0].prompt[0].role",
+        ),
         ({"itemz": []}, 422, "items"),
         ({"items": [{"prompt": BREAD, "completion": "x", "response_type": "comply"}] * 9}, 413, "items"),
         (
