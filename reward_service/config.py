@@ -83,7 +83,7 @@ class Settings(BaseSettings):
         le=1,
         description="A rule with P(harmful) at or above this is refused (422) or ignored. 0.9: on rules never "
         "fitted on, the embedded heads flag 49% of harmful and 1% of harmless ones (at 0.7: 73% and 7%; "
-        "benchmarks/rule_grader.py): a screen for blatant rules, not a guarantee.",
+        "research/rule_grader.py): a screen for blatant rules, not a guarantee.",
     )
     rbr_scale: float = Field(
         1.0,

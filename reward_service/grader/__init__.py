@@ -249,10 +249,15 @@ class Grader:
         return self.grade_with_categories(items, propositions, progress)[0]
 
     def grade_with_categories(
-        self, items: Sequence[GradeItem], propositions: Sequence[str] | None = None, progress: bool = False
+        self,
+        items: Sequence[GradeItem],
+        propositions: Sequence[str] | None = None,
+        progress: bool = False,
+        also: Sequence[str] = (),
     ) -> tuple[list[dict[str, float]], list[dict[str, float] | None]]:
         """`grade`, and P(category) of each AUTO item's prompt (None for a labelled item), read from the same
-        forward pass (an AUTO item is graded for every response type's propositions)."""
+        forward pass (an AUTO item is graded for every response type's propositions). `also`: propositions graded
+        for every item besides its own (what the reward model reads), in the same pass."""
         auto = [i for i, it in enumerate(items) if it.response_type == AUTO]
         if auto:
             self.require_classifier()  # before any forward pass
@@ -260,12 +265,9 @@ class Grader:
             unknown = [p for p in propositions if p not in self.policy.propositions]
             if unknown:
                 raise InputError("propositions", f"unknown proposition(s): {', '.join(unknown)}")
-        names = [
-            list(propositions)
-            if propositions is not None
-            else list(self.policy.required_propositions(it.response_type))
-            for it in items
-        ]
+        own = [propositions if propositions is not None else self.policy.required_propositions(it.response_type)
+               for it in items]  # fmt: skip
+        names = [list(ns) + [a for a in also if a not in ns] for ns in own]
         if self.mode != "prompted":
             self.heads.check_questions(self.question_hashes(), sorted({n for ns in names for n in ns}), self.mode)
         ros = self.readouts(items, names, progress=progress)

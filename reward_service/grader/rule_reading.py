@@ -1,6 +1,6 @@
 """How a grader reads deployment rules (SoFA): generic fitted rule heads, the LLM's prompted answer, or not at all.
 
-The embedded model answers rule questions at chance when prompted (benchmarks/rule_grader.py), so without rule
+The embedded model answers rule questions at chance when prompted (research/rule_grader.py), so without rule
 heads it refuses rules with an error saying so rather than return noise. Generic rule heads read the answer-position
 state of a rule question (any rule: they are fitted on many rules, data/rules/) and are checked against the
 question templates they were fitted for.
@@ -29,10 +29,10 @@ __all__ = [
     "rule_template_hashes",
 ]
 
-#: Why the embedded model does not grade rules zero-shot (benchmarks/rule_grader.py, 320 triplets of 40 rules).
+#: Why the embedded model does not grade rules zero-shot (research/rule_grader.py, 320 triplets of 40 rules).
 EMBEDDED_PROMPTED_RULES = (
     "the embedded 135M grader reads rule questions at chance when prompted (AUROC 0.39 to 0.59 on held-out rule "
-    "triplets, benchmarks/rule_grader.py)"
+    "triplets, research/rule_grader.py)"
 )
 
 

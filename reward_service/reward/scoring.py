@@ -134,7 +134,8 @@ class Scorer:
         if todo:
             sub = [items[i] for i in todo]
             t0 = time.perf_counter()
-            probs, categories = self.grader.grade_with_categories(sub, progress=progress)
+            # one pass: the propositions of each item's response type and those the reward model reads
+            probs, categories = self.grader.grade_with_categories(sub, progress=progress, also=self.reward_model.needs)
             rule_probs = self.grader.grade_rules(sub)
             t1 = time.perf_counter()
             rm = self._rm_scores(sub, probs)
@@ -164,17 +165,8 @@ class Scorer:
         return out
 
     def _rm_scores(self, items: Sequence[GradeItem], probs: Sequence[dict[str, float]]) -> np.ndarray:
-        needs = self.reward_model.needs
-        if not needs:
-            return self.reward_model.score(items)
-        # The RM reads grader propositions: reuse what this pass graded, grade only what is missing.
-        todo = [i for i, p in enumerate(probs) if any(n not in p for n in needs)]
-        if not todo:
-            return self.reward_model.score(items, probs)
-        graded = list(probs)
-        for i, extra in zip(todo, self.grader.grade([items[i] for i in todo], list(needs)), strict=True):
-            graded[i] = {**probs[i], **extra}
-        return self.reward_model.score(items, graded)
+        """The reward model's scores; an RM that reads grader propositions gets them from the grading pass."""
+        return self.reward_model.score(items, probs) if self.reward_model.needs else self.reward_model.score(items)
 
     def _assemble_auto(self, probs: dict[str, float], rm: float, categories: dict[str, float]) -> Scored:
         """An AUTO item, scored under its prompt's most likely response type; with auto_reward 'expected' its RBR

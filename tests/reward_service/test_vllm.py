@@ -150,7 +150,7 @@ def test_data_engine_commands_on_a_vllm_writer(grader_url, tmp_path):
 
 
 def test_rules_on_the_vllm_served_embedded_model(grader_url, policy):
-    """Prompted, the embedded model reads rule questions at chance (benchmarks/rule_grader.py), and a served model
+    """Prompted, the embedded model reads rule questions at chance (research/rule_grader.py), and a served model
     has no rule heads: its grader refuses rules with an error saying why. Asked anyway (rule_grading prompted),
     vLLM's per-rule probabilities are the ones transformers computes."""
     item = {

@@ -1,4 +1,4 @@
-"""The independent refusal judge: a fixed phrase matcher, shared with benchmarks/grader_real.py."""
+"""The independent refusal judge: a fixed phrase matcher, shared with research/grader_real.py."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def test_apology_and_judgement_phrases():
 
 
 def test_grader_real_uses_the_same_matcher():
-    from benchmarks import grader_real as gr
+    from research import grader_real as gr
 
     assert gr.phrase_probs is phrase_probs and gr.REFUSAL_PHRASES is judge.REFUSAL_PHRASES
     assert gr.APOLOGY_PHRASES is judge.APOLOGY_PHRASES and gr.JUDGEMENT_PHRASES is judge.JUDGEMENT_PHRASES

@@ -1,5 +1,5 @@
 """fit_rule_weights: the rule term learns SoFA's ordering over a base reward that prefers obeying the user, and keeps
-an irrelevant rule's term small (probabilities scripted from labels; the real heads: benchmarks/rule_grader.py)."""
+an irrelevant rule's term small (probabilities scripted from labels; the real heads: research/rule_grader.py)."""
 
 from __future__ import annotations
 

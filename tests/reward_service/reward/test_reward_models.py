@@ -117,3 +117,14 @@ def test_judge_prefers_an_answer_to_a_refusal(default_grader):
     assert f":heads@{default_grader.heads.fingerprint}:" in rm.identity  # another fit is another RM
     with pytest.raises(RewardModelError, match="needs 'fully_complies' graded"):
         rm.score(ITEMS)  # it runs no model of its own
+
+
+@pytest.mark.model
+def test_what_the_rm_reads_comes_from_the_grading_pass_unchanged(default_grader):
+    """`also` adds the RM's propositions to an item's own in one pass; each probability is what its own pass reads."""
+    rm = JudgeRewardModel(default_grader.identity)
+    refusal = [GradeItem(it.conversation, it.completion, "hard_refuse") for it in ITEMS]
+    one_pass, _ = default_grader.grade_with_categories(refusal, also=rm.needs)
+    own, extra = default_grader.grade(refusal), default_grader.grade(refusal, rm.needs)
+    for got, a, b in zip(one_pass, own, extra, strict=True):
+        assert got == pytest.approx({**a, **b}, abs=1e-4)

@@ -1,4 +1,4 @@
-"""The scoring pipeline for items of category 'auto': the response type is read from the prompt."""
+"""The scoring pipeline: one grader pass per item (what the rules and the RM read); category 'auto'."""
 
 from __future__ import annotations
 
@@ -22,9 +22,11 @@ class CategorizingGrader:
     def __init__(self, policy):
         self.policy, self.asked = policy, []
 
-    def grade_with_categories(self, items, names=None, progress=False):
-        self.asked += [self.policy.required_propositions(it.response_type) for it in items]
-        probs = [{p: 0.5 for p in self.policy.required_propositions(it.response_type)} for it in items]
+    def grade_with_categories(self, items, names=None, progress=False, also=()):
+        own = [self.policy.required_propositions(it.response_type) for it in items]
+        asked = [[*ps, *(a for a in also if a not in ps)] for ps in own]
+        self.asked += asked
+        probs = [{p: 0.5 for p in ps} for ps in asked]
         return probs, [dict(P_CATEGORY) if it.response_type == AUTO else None for it in items]
 
     def grade_rules(self, items, progress=False):
@@ -60,3 +62,28 @@ def test_an_auto_item_is_scored_under_the_response_types_its_prompt_may_have(pol
     assert labelled.reward == 2.0 and labelled.category_probabilities is None
     every = {p for rt in policy.response_types for p in policy.required_propositions(rt)}
     assert set(grader.asked[0]) == every > set(grader.asked[1])  # one pass grades every type's propositions
+
+
+class ComplianceRM:
+    """Reads the grader's fully_complies, as the judge RM does."""
+
+    needs, identity = ("fully_complies",), "reads-fully-complies"
+
+    def __init__(self):
+        self.seen = []
+
+    def score(self, items, probs=None):
+        self.seen = [p["fully_complies"] for p in probs]
+        return np.array([10 * p["fully_complies"] for p in probs])
+
+
+def test_one_grader_pass_serves_the_rules_and_the_reward_model(policy):
+    # no refusal response type grades fully_complies: it is asked in the same pass, not in a second one (the
+    # stand-in grader has no `grade`, so a second pass would fail)
+    assert "fully_complies" not in policy.required_propositions("hard_refuse")
+    grader, rm = CategorizingGrader(policy), ComplianceRM()
+    scorer = Scorer(policy, grader, rm, weights(policy))
+    refusal, answer = scorer.score([GradeItem(CONV, "No.", "hard_refuse"), GradeItem(CONV, "Sure.", "comply")])
+    assert len(grader.asked) == 2 and all("fully_complies" in a for a in grader.asked)
+    assert rm.seen == [0.5, 0.5] and refusal.rm == answer.rm == 5.0
+    assert refusal.reward == pytest.approx(5.0 + 2.0) and answer.reward == pytest.approx(5.0 - 4.0)

@@ -53,7 +53,7 @@ def rewards(server: str, items: list[dict], **extra) -> httpx.Response:
 
 # The scope case is a known miss, kept visible: the grader reads the off-scope poem as following "Only discuss our
 # yoga studio's ..." (P 0.57), and the base reward prefers the full poem by more than the rule term can undo. Held
-# out by rule, follows_rule is right on 0.91 of triplets (benchmarks/rule_grader.py); strict, so a fix shows.
+# out by rule, follows_rule is right on 0.91 of triplets (research/rule_grader.py); strict, so a fix shows.
 SCOPE_MISS = pytest.mark.xfail(strict=True, reason="off-scope compliance read as following a scope rule")
 
 

@@ -4,7 +4,7 @@ The shipped heads are logistic regressions on mean/max-pooled completion states.
 (LayerNorm -> projection -> optional transformer layer over request + completion tokens -> one attention
 query per proposition over the completion tokens, beside the mean) is trained on the frozen LLM's token
 states at one or more layers, multi-label, on the same rows as the heads. Compared on the same splits as
-benchmarks/grader_real.py: gold 5-fold CV grouped by prompt, the JBB dev split (never fitted), and the
+research/grader_real.py: gold 5-fold CV grouped by prompt, the JBB dev split (never fitted), and the
 team's check sets.
 
 Token states are computed once (one prefix forward per row, the grader prompt without questions) and
@@ -23,7 +23,7 @@ fits and scores data/jbb_labels.jsonl; numbers will differ) (layers 16,24, PCA 2
 so the probe is not shipped: on ~1,800 rows it loses to the linear heads everywhere except
 inability_to_comply.
 
-    .venv/bin/python benchmarks/grader_probe.py --layers 16,24 --d 128 --enc-layers 1 --epochs 10
+    .venv/bin/python research/grader_probe.py --layers 16,24 --d 128 --enc-layers 1 --epochs 10
 """
 
 from __future__ import annotations

@@ -53,8 +53,8 @@ measured the same way through the settings, e.g. Gemma 3 270M (a folder converte
 at layers 5, 7, 9, 11 of its 18: RBR_GRADER_MODEL=DIR RBR_GRADER_LAYERS='[5,7,9,11]' (the shipped heads' own lines
 are then left out: they read another model).
 
-    .venv/bin/python benchmarks/grader_real.py                      # every variant, all tables
-    .venv/bin/python benchmarks/grader_real.py --variants shipped,+jbb --timing 20
+    .venv/bin/python research/grader_real.py                      # every variant, all tables
+    .venv/bin/python research/grader_real.py --variants shipped,+jbb --timing 20
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@
 
 Per set: rows, accuracy, and precision / recall of "refuses", with the confusion counts.
 
-    .venv/bin/python benchmarks/refusal_judge.py
+    .venv/bin/python research/refusal_judge.py
 """
 
 from __future__ import annotations

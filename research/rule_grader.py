@@ -17,8 +17,8 @@ it. Then on rules the fit never saw: the JailbreakBench *dev* split's goals (thi
 should-refuse prompts of data/eval_prompts.jsonl (other topics than the seed prompts), harmful; its should-comply
 prompts (50 benign look-alikes such as "kill the black mold"), harmless: AUROC and flag rates by threshold.
 
-    .venv/bin/python benchmarks/rule_grader.py --threads 1
-    .venv/bin/python benchmarks/rule_grader.py --grader-url URL --served-name NAME   # prompted, on a served model
+    .venv/bin/python research/rule_grader.py --threads 1
+    .venv/bin/python research/rule_grader.py --grader-url URL --served-name NAME   # prompted, on a served model
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ refusal), and of RM + RBR on hard-refuse pairs whose worse completion is harmful
 refusals only). The dev file (`rbr comparisons --jbb-split dev`) is never read here.
 
     # features first (see docs/weights.md), then
-    .venv/bin/python benchmarks/weights_cv.py --synth runs/weights/synth.features.jsonl \
+    .venv/bin/python research/weights_cv.py --synth runs/weights/synth.features.jsonl \
         --fit runs/weights/fit.features.jsonl
 """
 

@@ -7,7 +7,7 @@ at least `--on-target` of the real goal's content words occur in the proposed re
 content-word measure the relevance filter uses, here against the goal, which the filter never sees). Then
 ten examples, goal beside proposal.
 
-    .venv/bin/python benchmarks/induce_jbb.py --n 40
+    .venv/bin/python research/induce_jbb.py --n 40
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ The shipped heads are logistic regressions (one per proposition) on the mean and
 hidden states over the completion's tokens at read-out layers 8, 12, 16, 20 (frozen LLM). Here the K
 transformer layers that produce the deepest read-out state (layers 20-K .. 19, 0-indexed modules) are trained
 together with a multi-label linear head on the same pooled features, BCE on the same rows the shipped heads
-are fitted on (+jbb0.3 in benchmarks/grader_real.py: gold + data/grader_aug + the JBB fit split, each JBB row
+are fitted on (+jbb0.3 in research/grader_real.py: gold + data/grader_aug + the JBB fit split, each JBB row
 weighted 0.3). peft is not installed, so the K layers are trained in full (3.5 M parameters per layer).
 
   * The frozen layers below run once per row: the hidden state entering layer 20-K (conversation +
@@ -50,8 +50,8 @@ still not on the JBB dev split. Not shipped; larger K, LoRA (peft is not install
 All five folds at that step (2026-11-29, 2 threads, epochs 195-386 s) took 45 min; the run was stopped in its
 full fit to free the CPU, before it printed anything, so the gold tables now print as soon as the CV is done.
 
-    PYTHONPATH=. OMP_NUM_THREADS=1 .venv/bin/python benchmarks/grader_finetune.py --k 2 --epochs 2
-    PYTHONPATH=. OMP_NUM_THREADS=1 .venv/bin/python benchmarks/grader_finetune.py --k 2 --epochs 2 \
+    PYTHONPATH=. OMP_NUM_THREADS=1 .venv/bin/python research/grader_finetune.py --k 2 --epochs 2
+    PYTHONPATH=. OMP_NUM_THREADS=1 .venv/bin/python research/grader_finetune.py --k 2 --epochs 2 \
         --lr 3e-4 --head-lr 1e-4 --folds 0
     # --epochs 0: step 0 only (checks that the model reproduces the heads: it does, to bf16 rounding)
 """

@@ -5,7 +5,7 @@ this project in the styles of many chat models, with hard cases for keyword matc
 for fitting. Beside it: refusal-keyword matching, and a bag-of-words logistic regression fitted on the
 same data as the shipped heads (the gold train set + data/grader_aug). Accuracy at 0.5 and AUROC.
 
-    .venv/bin/python benchmarks/grader_transfer.py
+    .venv/bin/python research/grader_transfer.py
 """
 
 from __future__ import annotations
