@@ -156,6 +156,12 @@ def parse_item(obj: Any, policy: Policy, where: str = "item", limits: ItemLimits
     if response_type == AUTO and not limits.auto:
         field = "category" if cat is not None else "response_type"
         raise InputError(_field(where, field), "'auto' is for the reward service; here every row needs its label")
+    if response_type == AUTO and (conversation[-1]["role"] != "user" or not conversation[-1]["content"].strip()):
+        raise InputError(
+            _field(where, "prompt"),
+            f"category 'auto' reads the request in the prompt's last message, which must be a user message with "
+            f"text (here: {conversation[-1]['role']}); label this item with a response_type or category",
+        )
     rules = _rules(obj.get("rules"), obj.get("rules_from_system", False), conversation, where, limits.max_rules)
     return GradeItem(conversation, comp, response_type, rules)
 

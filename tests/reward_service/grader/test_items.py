@@ -155,3 +155,20 @@ def test_category_auto_is_for_the_service_and_offline_files_need_labels(policy):
         parse_item({**item, "category": "auto"}, policy, "items[0]")
     every = {p for rt in policy.response_types for p in policy.required_propositions(rt)}
     assert AUTO not in policy.categories and set(policy.required_propositions(AUTO)) == every
+
+
+@pytest.mark.parametrize(
+    ("prompt", "role"),
+    [
+        ([{"role": "system", "content": "You are a helpful assistant."}], "system"),
+        ([{"role": "user", "content": "hi"}, {"role": "assistant", "content": "Hello!"}], "assistant"),
+        ([{"role": "user", "content": "   "}], "user"),
+    ],
+)
+def test_category_auto_needs_a_request_to_read(policy, prompt, role):
+    """The classifier reads the prompt's last message: without a user's request there, nothing is guessed."""
+    with pytest.raises(InputError, match=rf"items\[2\]\.prompt: category 'auto' .* \(here: {role}\)"):
+        parse_item({"prompt": prompt, "completion": "x", "category": "auto"}, policy, "items[2]", ItemLimits(auto=True))
+    labelled = {"prompt": prompt, "completion": "x", "category": "None"}
+    if prompt[-1]["content"].strip():  # a labelled item with the same prompt is fine
+        assert parse_item(labelled, policy, "items[2]", ItemLimits(auto=True)).response_type == "comply"
