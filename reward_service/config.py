@@ -15,7 +15,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from reward_service.paths import DATA_DIR, EMBEDDED_MODEL
 
-__all__ = ["DATA_DIR", "MODES", "Mode", "Settings", "load_settings"]
+__all__ = ["DATA_DIR", "MODES", "SETTING_GROUPS", "Mode", "Settings", "load_settings"]
 
 #: How the grader reads P(yes): the answer token's logit, a calibrated logit, or trained heads on hidden states.
 Mode = Literal["prompted", "calibrated", "heads"]
@@ -163,6 +163,26 @@ class Settings(BaseSettings):
     @property
     def rule_weights_path(self) -> Path:
         return self.rule_weights_file or DATA_DIR / "weights" / "rules.json"
+
+
+#: Settings by what they configure: the groups of `rbr serve --help` and of docs/configuration.md. Every field is in
+#: exactly one group (tests/reward_service/test_config.py).
+SETTING_GROUPS: dict[str, tuple[str, ...]] = {
+    "grader": (
+        "policy_file", "grader_backend", "grader_model", "grader_url", "grader_served_name", "grader_timeout_s",
+        "grader_concurrency", "grader_logprobs", "grader_vllm_args", "grader_mode", "grader_heads", "grader_dtype",
+        "grader_threads", "grader_layers", "grader_batch_size", "max_conversation_tokens", "max_completion_tokens",
+        "readout_cache", "classifier_file", "rule_grading", "rule_heads",
+    ),
+    "reward": (
+        "rm_backend", "rm_model", "rm_url", "rm_tokenizer", "rm_timeout_s", "weights_file", "rbr_scale",
+        "rule_weights_file", "rule_harm_threshold", "default_response_type", "auto_reward",
+    ),
+    "server": (
+        "host", "port", "api_token", "admin_token", "max_items", "max_chars", "max_messages", "max_rules",
+        "max_queue_items", "request_timeout_s", "batch_max_items", "batch_max_wait_ms",
+    ),
+}  # fmt: skip
 
 
 class _FileSource(PydanticBaseSettingsSource):

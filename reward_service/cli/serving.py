@@ -6,20 +6,26 @@ import argparse
 import logging
 import sys
 
-from reward_service.cli._common import add_common
+from reward_service.cli._common import add_settings_flags, settings_overrides
 from reward_service.config import load_settings
 from reward_service.errors import RBRError
 
 __all__ = ["register"]
 
+#: The short flags `rbr serve` has always had, beside the generated ones.
+SERVE_ALIASES = {
+    "policy_file": "--policy",
+    "grader_model": "--model",
+    "grader_heads": "--heads",
+    "weights_file": "--weights",
+}
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     sv = sub.add_parser("serve", help="serve rewards over HTTP (FastAPI on uvicorn)")
-    sv.add_argument("--host", help="address to bind (default 127.0.0.1; RBR_HOST)")
-    sv.add_argument("--port", type=int, help="port (default 8000; RBR_PORT)")
-    sv.add_argument("--weights", help="RBR weights JSON (default: data/weights/default.json)")
+    sv.add_argument("--config", help="settings file (TOML/YAML/JSON, optionally under an `rbr` key); RBR_CONFIG")
     sv.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
-    add_common(sv)
+    add_settings_flags(sv, SERVE_ALIASES)
     sv.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("policy", help="validate a policy file and print its hash")
@@ -36,15 +42,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from reward_service.server.app import create_app
 
-    settings = load_settings(
-        args.config,
-        policy_file=args.policy,
-        grader_model=args.model,
-        grader_heads=args.heads,
-        host=args.host,
-        port=args.port,
-        weights_file=args.weights,
-    )
+    settings = load_settings(args.config, **settings_overrides(args))
     failure: list[BaseException] = []
     server: uvicorn.Server | None = None
 
