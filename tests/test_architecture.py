@@ -82,6 +82,18 @@ def test_lower_layers_never_import_upper_ones(name):
     assert not bad, f"{name} imports {bad}"
 
 
+def test_no_import_cycle():
+    """Not even for type hints: a module that needs another's types while that one imports it is one module."""
+    from graphlib import CycleError, TopologicalSorter
+
+    known = set(GRAPH)
+    graph = TopologicalSorter({n: {m for m in GRAPH[n] if m in known and m != n} for n in known})
+    try:
+        graph.prepare()
+    except CycleError as e:
+        pytest.fail(f"import cycle: {' -> '.join(e.args[1])}")
+
+
 def test_no_module_is_over_the_size_limit():
     sizes = {name: len(path.read_text().splitlines()) for name, path in modules().items()}
     assert max(sizes.values()) > 100, "the size check must see the real modules"

@@ -12,29 +12,32 @@ import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from reward_service.errors import NotReadyError, OverloadedError, RequestTimeout
 
 if TYPE_CHECKING:
     from reward_service.grader import GradeItem
     from reward_service.reward.scoring import Scored
-    from reward_service.server.service import Metrics, Pipeline
+    from reward_service.server.metrics import Metrics
 
 __all__ = ["DynamicBatcher"]
 
+#: What a batch runs on (the service's Pipeline); the batcher only compares it by identity: one batch, one pipeline.
+P = TypeVar("P")
+
 
 @dataclass
-class _Job:
-    pipeline: Pipeline
+class _Job(Generic[P]):
+    pipeline: P
     items: list[GradeItem]
     future: asyncio.Future
-    run: Callable[[Pipeline, list[GradeItem]], list] | None = None  # set: runs alone, never merged
+    run: Callable[[P, list[GradeItem]], list] | None = None  # set: runs alone, never merged
     started: bool = False  # handed to the model thread: its deadline no longer applies
 
 
 @dataclass
-class DynamicBatcher:
+class DynamicBatcher(Generic[P]):
     """Merges concurrent scoring requests into batches run one at a time on the model thread.
 
     Admission is bounded: past `max_queue_items` waiting or running items a request is refused with
@@ -45,7 +48,7 @@ class DynamicBatcher:
     batch fails, each request in it is run again alone, so one request's fault never fails another's.
     """
 
-    run: Callable[[Pipeline, list[GradeItem]], list[Scored]]
+    run: Callable[[P, list[GradeItem]], list[Scored]]
     executor: ThreadPoolExecutor
     metrics: Metrics
     max_items: int = 32
@@ -75,10 +78,10 @@ class DynamicBatcher:
 
     async def submit(
         self,
-        pipeline: Pipeline,
+        pipeline: P,
         items: list[GradeItem],
         timeout_s: float | None = None,
-        run: Callable[[Pipeline, list[GradeItem]], list] | None = None,
+        run: Callable[[P, list[GradeItem]], list] | None = None,
     ) -> list:
         """Queue `items` and wait for their results (merged with other requests unless `run` is given)."""
         if self._queue is None:

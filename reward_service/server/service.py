@@ -19,8 +19,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
-
 from propositions import AUTO, Policy, PolicyError, Rule, load_policy
 from reward_service.config import Settings
 from reward_service.errors import (
@@ -36,11 +34,11 @@ from reward_service.reward.reward_models import RewardModel, build_reward_model
 from reward_service.reward.rule_term import RuleWeights
 from reward_service.reward.scoring import Scored, Scorer
 from reward_service.server.batching import DynamicBatcher
+from reward_service.server.metrics import Metrics
 
-__all__ = ["DynamicBatcher", "Metrics", "Pipeline", "RewardService"]  # DynamicBatcher: from batching.py
+__all__ = ["Pipeline", "RewardService"]
 
 log = logging.getLogger("rbr.service")
-disable_created_metrics()  # no *_created series: they are noise for dashboards
 
 
 @dataclass(frozen=True)
@@ -60,44 +58,6 @@ class Pipeline:
     @property
     def reward_model(self) -> RewardModel:
         return self.scorer.reward_model
-
-
-class Metrics:
-    """Prometheus metrics of one service instance (its own registry, so tests can run several)."""
-
-    def __init__(self) -> None:
-        r = self.registry = CollectorRegistry()
-        self.requests = Counter("rbr_requests", "HTTP requests by route and status.", ["route", "status"], registry=r)
-        self.latency = Histogram(
-            "rbr_request_seconds",
-            "HTTP request latency by route.",
-            ["route"],
-            registry=r,
-            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
-        )
-        self.batch_items = Histogram(
-            "rbr_batch_items",
-            "Items per scoring batch sent to the grader and RM.",
-            registry=r,
-            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
-        )
-        self.batch_requests = Histogram(
-            "rbr_batch_requests",
-            "Requests merged into one scoring batch.",
-            registry=r,
-            buckets=(1, 2, 4, 8, 16, 32, 64),
-        )
-        self.grader_seconds = Histogram("rbr_grader_seconds", "Grader time per batch.", registry=r)
-        self.rm_seconds = Histogram("rbr_rm_seconds", "Reward model time per batch.", registry=r)
-        self.queue_depth = Gauge("rbr_queue_depth", "Items admitted and not finished (queued or running).", registry=r)
-        self.rejected = Counter(
-            "rbr_rejected_requests", "Requests refused at admission, by reason.", ["reason"], registry=r
-        )
-        self.dropped = Counter(
-            "rbr_dropped_items", "Admitted items never scored: caller gone or deadline passed.", ["reason"], registry=r
-        )
-        self.items = Counter("rbr_items", "Items scored or graded.", ["route"], registry=r)
-        self.errors = Counter("rbr_errors", "Errors by kind.", ["kind"], registry=r)
 
 
 def _rule_weights(s: Settings) -> RuleWeights | None:

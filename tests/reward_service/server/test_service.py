@@ -9,7 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from reward_service.errors import OverloadedError, RequestTimeout
-from reward_service.server.service import DynamicBatcher, Metrics
+from reward_service.server.batching import DynamicBatcher
+from reward_service.server.metrics import Metrics
 
 
 class Recorder:
