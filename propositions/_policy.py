@@ -17,7 +17,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from ._errors import PolicyError
+from ._errors import InputError, PolicyError
 
 __all__ = [
     "CLASS_NAMES",
@@ -128,6 +128,12 @@ class Policy(_Strict):
         for cat, p in p_category.items():
             out[normalize_response_type(self.categories[cat])] += p
         return out
+
+    def check_propositions(self, names: Collection[str], field: str = "propositions") -> None:
+        """InputError naming `field` if any of `names` is not one of this policy's propositions (the one check)."""
+        unknown = [n for n in names if n not in self.propositions]
+        if unknown:
+            raise InputError(field, f"unknown proposition(s): {', '.join(unknown)}")
 
     def response_type(self, name: str) -> ResponseTypeSpec:
         key = normalize_response_type(name)

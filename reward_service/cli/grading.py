@@ -6,7 +6,6 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -94,7 +93,7 @@ def cmd_grade(args: argparse.Namespace) -> int:
     items = [parse_item(obj, policy, f"{source} line {n}") for n, obj in iter_jsonl(lines, source)]
     if not items:
         raise InputError(source, "no items to grade (empty input)")
-    names = _split_names(args.propositions, list(policy.propositions))
+    names = _split_names(args.propositions, policy)
     # Everything above validated the whole input: from here on only the grader can fail (exit 1).
     grader = Grader.from_settings(settings, args.mode, policy)
     progress = args.progress if args.progress is not None else len(items) > 1 and (not args.json or sys.stderr.isatty())
@@ -161,15 +160,13 @@ def cmd_fit_rules(args: argparse.Namespace) -> int:
     return 0
 
 
-def _split_names(value: str | None, known: Sequence[str]) -> list[str] | None:
+def _split_names(value: str | None, policy: Policy) -> list[str] | None:
     if value is None:
         return None
     names = [n.strip() for n in value.split(",") if n.strip()]
     if not names:
         raise InputError("--propositions", "empty list")
-    unknown = [n for n in names if n not in known]
-    if unknown:
-        raise InputError("--propositions", f"unknown proposition(s): {', '.join(unknown)}")
+    policy.check_propositions(names, "--propositions")
     return names
 
 

@@ -261,10 +261,7 @@ class Grader:
         auto = [i for i, it in enumerate(items) if it.response_type == AUTO]
         if auto:
             self.require_classifier()  # before any forward pass
-        if propositions is not None:
-            unknown = [p for p in propositions if p not in self.policy.propositions]
-            if unknown:
-                raise InputError("propositions", f"unknown proposition(s): {', '.join(unknown)}")
+        self.policy.check_propositions([*(propositions or ()), *also])
         own = [propositions if propositions is not None else self.policy.required_propositions(it.response_type)
                for it in items]  # fmt: skip
         names = [list(ns) + [a for a in also if a not in ns] for ns in own]

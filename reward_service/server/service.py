@@ -14,9 +14,9 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from propositions import AUTO, Policy, PolicyError, Rule, load_policy
@@ -24,19 +24,21 @@ from reward_service.config import Settings
 from reward_service.errors import (
     HeadsError,
     InputError,
+    LimitError,
     ModelLoadError,
     NotReadyError,
     WeightsMismatchError,
 )
-from reward_service.grader import GradeItem, Grader
+from reward_service.grader import GradeItem, Grader, ItemLimits, parse_item
 from reward_service.reward.linear import RBRWeights, order_violations
 from reward_service.reward.reward_models import RewardModel, build_reward_model
 from reward_service.reward.rule_term import RuleWeights
 from reward_service.reward.scoring import Scored, Scorer
+from reward_service.schemas import HarmfulRules
 from reward_service.server.batching import DynamicBatcher
 from reward_service.server.metrics import Metrics
 
-__all__ = ["Pipeline", "RewardService"]
+__all__ = ["Pipeline", "RewardService", "screen_rules"]
 
 log = logging.getLogger("rbr.service")
 
@@ -173,6 +175,45 @@ class RewardService:
             )
             return old, new
 
+    # -- request items: limits, labels, rule screening (below HTTP: every route asks here) -----------------
+
+    def prepare(
+        self,
+        pipeline: Pipeline,
+        objs: Sequence[Mapping],
+        field: str = "items",
+        rename: Callable[[int, str], str] | None = None,
+    ) -> list[GradeItem]:
+        """Request items -> grade items: the count limit (413 naming `field`), each item's validation and response
+        type (422 naming `field[i].<key>`, or `rename(i, key)`), and a prompt classifier for category 'auto'
+        (checked before batching: one request's 422, not a merged batch's)."""
+        self.check_count(len(objs), field)
+        limits, out = ItemLimits.from_settings(self.settings), []
+        for i, obj in enumerate(objs):
+            try:
+                out.append(parse_item(obj, pipeline.policy, "" if rename else f"{field}[{i}]", limits))
+            except InputError as e:
+                if rename is None:
+                    raise
+                raise type(e)(rename(i, e.field), e.problem) from None
+            if out[-1].response_type == AUTO:
+                key = "category" if obj.get("category") is not None else "response_type"
+                pipeline.grader.require_classifier(rename(i, key) if rename else f"{field}[{i}].{key}")
+        return out
+
+    def check_count(self, n: int, field: str = "items") -> None:
+        """LimitError (413) naming `field` past RBR_MAX_ITEMS items in one request."""
+        if n > self.settings.max_items:
+            raise LimitError(field, f"{n} {field}, over the limit of {self.settings.max_items} per request")
+
+    def _screened(self, p: Pipeline, items: list[GradeItem], mode: HarmfulRules, warnings: list[str]) -> list:
+        """On the model thread, before grading: the items' deployment rules read for harm (Grader.rule_harm)."""
+        texts = sorted({r.text for it in items for r in it.rules})
+        harm = dict(zip(texts, p.grader.rule_harm([Rule(text=t) for t in texts]), strict=True))
+        out, found = screen_rules(items, harm, mode, self.settings.rule_harm_threshold)
+        warnings += found
+        return out
+
     # -- scoring --------------------------------------------------------------------------------------
 
     def _run_batch(self, pipeline: Pipeline, items: list[GradeItem]) -> list[Scored]:
@@ -184,33 +225,65 @@ class RewardService:
                 self.metrics.grader_seconds.observe(timings["grader_s"])
                 self.metrics.rm_seconds.observe(timings["rm_s"])
 
-    async def score(self, pipeline: Pipeline, items: list[GradeItem]) -> list[Scored]:
+    async def score(
+        self, pipeline: Pipeline, items: list[GradeItem], harmful_rules: HarmfulRules = "reject"
+    ) -> tuple[list[Scored], list[str]]:
+        """(scores, warnings). Items without deployment rules are merged with other requests' into batches; a
+        request with rules runs as its own batch, its rules screened for harm in the same trip."""
         if not items:
-            return []
-        return await self.batcher.submit(pipeline, items, self.settings.request_timeout_s)
+            return [], []
+        timeout = self.settings.request_timeout_s
+        if not any(it.rules for it in items):
+            return await self.batcher.submit(pipeline, items, timeout), []
+        warnings: list[str] = []
+
+        def run(p: Pipeline, batch: list[GradeItem]) -> list[Scored]:
+            return self._run_batch(p, self._screened(p, batch, harmful_rules, warnings))
+
+        return await self.batcher.submit(pipeline, items, timeout, run), warnings
 
     async def grade(
-        self, pipeline: Pipeline, items: Sequence[GradeItem], propositions: Sequence[str] | None
-    ) -> list[tuple[dict[str, float], list[dict[str, float]], dict[str, float] | None]]:
-        """Per item: the policy's proposition probabilities, its deployment rules' ([] without rules), and
-        P(category) of an AUTO item's prompt (None for a labelled item)."""
+        self,
+        pipeline: Pipeline,
+        items: Sequence[GradeItem],
+        propositions: Sequence[str] | None,
+        harmful_rules: HarmfulRules = "reject",
+    ) -> tuple[list[tuple[GradeItem, dict[str, float], list[dict[str, float]], dict[str, float] | None]], list[str]]:
+        """(per item: the item as graded (harmful rules dropped), the policy's proposition probabilities, its
+        deployment rules' ([] without rules), P(category) of an AUTO item's prompt (None if labelled); warnings)."""
         if not items:
-            return []
+            return [], []
+        warnings: list[str] = []
 
         def run(p: Pipeline, batch: list[GradeItem]) -> list:
+            if any(it.rules for it in batch):
+                batch = self._screened(p, batch, harmful_rules, warnings)
             probs, categories = p.grader.grade_with_categories(batch, propositions)
-            return list(zip(probs, p.grader.grade_rules(batch), categories, strict=True))
+            return list(zip(batch, probs, p.grader.grade_rules(batch), categories, strict=True))
 
-        return await self.batcher.submit(pipeline, list(items), self.settings.request_timeout_s, run)
+        graded = await self.batcher.submit(pipeline, list(items), self.settings.request_timeout_s, run)
+        return graded, warnings
 
-    async def rule_harm(self, pipeline: Pipeline, items: Sequence[GradeItem]) -> dict[str, float]:
-        """P(harmful to obey) of every distinct rule text among the items, read on the model thread."""
-        texts = sorted({r.text for it in items for r in it.rules})
-        if not texts:
-            return {}
 
-        def run(p: Pipeline, _: list[GradeItem]) -> list[float]:
-            return p.grader.rule_harm([Rule(text=t) for t in texts])
-
-        probs = await self.batcher.submit(pipeline, [items[0]] * len(texts), self.settings.request_timeout_s, run)
-        return dict(zip(texts, probs, strict=True))
+def screen_rules(
+    items: Sequence[GradeItem], harm: Mapping[str, float], mode: HarmfulRules, threshold: float
+) -> tuple[list[GradeItem], list[str]]:
+    """Deployment rules harmful to obey (P(harmful) >= threshold): an InputError naming the first (mode "reject"),
+    or dropped with a warning each ("ignore")."""
+    out, warnings = [], []
+    for i, it in enumerate(items):
+        keep = []
+        for j, rule in enumerate(it.rules):
+            p = harm[rule.text]
+            if p < threshold:
+                keep.append(rule)
+            elif mode == "reject":
+                raise InputError(
+                    f"items[{i}].rules[{j}]",
+                    f"the rule {rule.text!r} is harmful to obey (P(harmful) {p:.2f}, limit {threshold:g}, "
+                    "RBR_RULE_HARM_THRESHOLD): refused; send harmful_rules: ignore to drop such rules instead",
+                )
+            else:
+                warnings.append(f"items[{i}].rules[{j}]: ignored a rule harmful to obey (P {p:.2f}): {rule.text!r}")
+        out.append(it if len(keep) == len(it.rules) else replace(it, rules=tuple(keep)))
+    return out, warnings

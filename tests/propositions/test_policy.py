@@ -155,3 +155,9 @@ def test_response_type_resolution():
         policy.resolve_response_type("soft")
     with pytest.raises(KeyError, match="unknown category 'Z-Z'"):
         policy.resolve_response_type(None, "Z-Z")
+
+
+def test_check_propositions_names_the_field_and_every_unknown_one(policy):
+    policy.check_propositions(["apology", "fully_complies"])  # known: nothing raised
+    with pytest.raises(InputError, match=r"^--propositions: unknown proposition\(s\): apologies, x$"):
+        policy.check_propositions(["apology", "apologies", "x"], "--propositions")

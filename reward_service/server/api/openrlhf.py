@@ -19,9 +19,8 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from propositions import AUTO, Policy, label_fields
-from reward_service.errors import InputError, LimitError
-from reward_service.grader import ItemLimits, parse_item
+from propositions import Policy, label_fields
+from reward_service.errors import InputError
 from reward_service.reward.scoring import Scored
 from reward_service.schemas import OpenRLHFRequest, OpenRLHFResponse
 from reward_service.server.api._chat import split_query
@@ -29,6 +28,12 @@ from reward_service.server.api._routing import StrictJSONRoute, error_responses
 from reward_service.server.api.deps import ApiAuth, PipelineDep, ServiceDep, while_connected
 
 __all__ = ["extra_log_keys", "router"]
+
+
+def _request_field(i: int, key: str) -> str:
+    """Where in the request an item's problem came from: its label, or its query."""
+    return f"labels[{i}]" if key in ("response_type", "category") else f"query[{i}]"
+
 
 router = APIRouter(
     tags=["openrlhf"],
@@ -68,25 +73,18 @@ def _label_fields(label: Any, policy: Policy, where: str) -> dict[str, str]:
 async def get_reward(
     body: OpenRLHFRequest, request: Request, service: ServiceDep, pipeline: PipelineDep
 ) -> OpenRLHFResponse:
-    n, s = len(body.query), service.settings
-    if n > s.max_items:
-        raise LimitError("query", f"{n} queries, over the limit of {s.max_items} per request")
+    n = len(body.query)
+    service.check_count(n, "query")  # before the queries are split
     for name, values in (("prompts", body.prompts), ("labels", body.labels)):
         if values is not None and len(values) != n:
             raise InputError(name, f"{len(values)} entries for {n} queries")
-    items = []
+    objs = []
     for i, query in enumerate(body.query):
         messages, completion = split_query(query, body.prompts[i], i)
-        obj = {"prompt": messages, "completion": completion}
-        obj |= _label_fields(body.labels[i] if body.labels else None, pipeline.policy, f"labels[{i}]")
-        try:
-            items.append(parse_item(obj, pipeline.policy, "", ItemLimits.from_settings(s)))
-        except InputError as e:  # name the request field the problem came from
-            where = f"labels[{i}]" if e.field in ("response_type", "category") else f"query[{i}]"
-            raise type(e)(where, e.problem) from None
-        if items[-1].response_type == AUTO:  # checked before batching: one request's 422, not a batch's
-            pipeline.grader.require_classifier(f"labels[{i}]")
-    scored = await while_connected(request, service.score(pipeline, items))
+        label = _label_fields(body.labels[i] if body.labels else None, pipeline.policy, f"labels[{i}]")
+        objs.append({"prompt": messages, "completion": completion, **label})
+    items = service.prepare(pipeline, objs, "query", _request_field)  # a problem names the request field
+    scored, _ = await while_connected(request, service.score(pipeline, items))
     service.metrics.items.labels("get_reward").inc(n)
     rewards = [x.reward for x in scored]
     return OpenRLHFResponse(rewards=rewards, scores=rewards, extra_logs=_extra_logs(pipeline.policy, scored))
