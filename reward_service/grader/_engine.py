@@ -28,6 +28,7 @@ __all__ = [
     "READOUT_VERSION",
     "Readout",
     "Strategy",
+    "sigmoid",
     "TransformersEngine",
     "YES_WORDS",
     "NO_WORDS",
@@ -41,6 +42,11 @@ PROMPT_STATS = ("conversation", "last_turn")  # Readout.prompt's first axis: mea
 DEFAULT_LAYERS = (8, 12, 16, 20)  # read-out layers unless settings' grader_layers says otherwise
 EDGE_TOKENS = 24  # 'opening' / 'closing': the mean over the completion's first / last this many tokens
 READOUT_VERSION = 4  # bump when what a Readout holds changes (cached readouts are keyed by it)
+
+
+def sigmoid(z: np.ndarray | float) -> np.ndarray:
+    """P(yes) from log-odds (a readout's yes_logit, a head's score): the one place the logistic function is written."""
+    return 1.0 / (1.0 + np.exp(-np.asarray(z, dtype=np.float64)))
 
 
 @dataclass

@@ -23,7 +23,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
 from reward_service.errors import HeadsError
-from reward_service.grader._engine import POOL_STATS, Readout
+from reward_service.grader._engine import POOL_STATS, Readout, sigmoid
 
 __all__ = [
     "FeatureSpec",
@@ -102,7 +102,7 @@ class _Head:
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         z = ((x - self.mean) / self.scale) @ self.coef + self.intercept  # (n,)
-        return 1.0 / (1.0 + np.exp(-z))
+        return sigmoid(z)
 
 
 @dataclass
@@ -166,7 +166,7 @@ class GraderHeads:
 
     def calibrate(self, name: str, z: float) -> float:
         a, b = self.calibrators[name]
-        return float(1.0 / (1.0 + np.exp(-(a * z + b))))
+        return float(sigmoid(a * z + b))
 
     def predict(self, ro: Readout, names: Sequence[str], asked: Sequence[str] | None = None) -> np.ndarray:
         """P(yes) for `names`, in order; `ro.yes_logit`/`ro.answer` rows follow `asked` (default: `names`)."""

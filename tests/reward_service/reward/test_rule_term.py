@@ -50,11 +50,9 @@ class ScriptedGrader:
     def __init__(self, policy):
         self.policy = policy
 
-    def grade(self, items, names=None, progress=False):
-        return [{p: 0.5 for p in self.policy.required_propositions(it.response_type)} for it in items]
-
-    def grade_with_categories(self, items, names=None, progress=False):
-        return self.grade(items, names, progress), [None] * len(items)
+    def grade_with_categories(self, items, names=None, progress=False, also=()):
+        own = [self.policy.required_propositions(it.response_type) for it in items]
+        return [{p: 0.5 for p in (*ps, *also)} for ps in own], [None] * len(items)
 
     def grade_rules(self, items, progress=False):
         follows = lambda it: 0.0 if "OAK40" in it.completion else 1.0  # noqa: E731
