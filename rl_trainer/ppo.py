@@ -37,6 +37,7 @@ from .config import TrainConfig
 from .models import autocast_dtype, load_policy, load_tokenizer, save_policy
 from .normalize import ResponseTypeNormalizer
 from .prompts import PromptRecord, load_prompts, tokenize_prompts
+from .report import plot_curves
 
 __all__ = ["TrainingStopped", "latest_checkpoint", "train"]
 
@@ -228,39 +229,6 @@ class StepCallback(TrainerCallback):
                 extra={"reward_normalizer": norm.state_dict()} if norm else {},
             )
         self.trainer.generation_s, self.t0 = 0.0, time.perf_counter()
-
-
-def plot_curves(out: Path) -> Path | None:
-    """reward_curve.png from metrics.csv: reward and its RM / RBR parts, and KL to the reference, per step."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    with (out / "metrics.csv").open() as f:
-        rows = list(csv.DictReader(f))
-    if not rows:
-        return None
-    steps = [int(r["step"]) for r in rows]
-
-    def col(name: str) -> list[float]:
-        return [float(r[name]) if r.get(name) not in (None, "") else math.nan for r in rows]
-
-    fig, (ax, kl) = plt.subplots(1, 2, figsize=(10, 3.6))
-    for name in ("reward/mean", "reward/rm", "reward/rbr"):
-        ax.plot(steps, col(name), marker=".", label=name)
-    ax.set_xlabel("PPO step")
-    ax.set_ylabel("per-batch mean")
-    ax.set_title("Reward from the RBR service")
-    ax.legend(fontsize=8)
-    kl.plot(steps, col("objective/kl"), marker=".", color="tab:red")
-    kl.set_xlabel("PPO step")
-    kl.set_title("KL to the reference policy")
-    fig.tight_layout()
-    path = out / "reward_curve.png"
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
 
 
 def latest_checkpoint(output_dir: str | Path) -> Path | None:

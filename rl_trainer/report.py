@@ -1,14 +1,17 @@
-"""`rbr eval-policy`'s outputs: the table, report.json, policy_eval.png and disagreements.md of one or more
-reports from evaluate.py (one per model, or per pick with best-of-N)."""
+"""What runs write for people to look at: `rbr eval-policy`'s table, report.json, policy_eval.png and
+disagreements.md of one or more reports from evaluate.py (one per model, or per pick with best-of-N); and
+`rbr train`'s reward_curve.png from its metrics.csv."""
 
 from __future__ import annotations
 
+import csv
 import json
+import math
 from pathlib import Path
 
 from .evaluate import JUDGE_MEASURES, MEASURES, disagreements
 
-__all__ = ["model_label", "plot_comparison", "report_label", "write_report"]
+__all__ = ["model_label", "plot_comparison", "plot_curves", "report_label", "write_report"]
 
 
 def plot_comparison(reports: list[dict], path: Path) -> None:
@@ -104,3 +107,42 @@ def _cell(v: float | int | None, ci: list[float] | None) -> str:
     if isinstance(v, int):
         return str(v)
     return f"{v:.3f} [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else f"{v:.3f}"
+
+
+def plot_curves(out: Path) -> Path | None:
+    """reward_curve.png from metrics.csv: reward and its RM / RBR parts, and KL to the reference, per step."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with (out / "metrics.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        return None
+    steps = [int(r["step"]) for r in rows]
+
+    def col(name: str) -> list[float]:
+        return [float(r[name]) if r.get(name) not in (None, "") else math.nan for r in rows]
+
+    fig, (ax, by_rt, kl) = plt.subplots(1, 3, figsize=(15, 3.6))
+    for name in ("reward/mean", "reward/rm", "reward/rbr"):
+        ax.plot(steps, col(name), marker=".", label=name)
+    ax.set_xlabel("PPO step")
+    ax.set_ylabel("per-batch mean")
+    ax.set_title("Reward from the RBR service")
+    ax.legend(fontsize=8)
+    overall = ("reward/mean", "reward/std", "reward/rm", "reward/rbr")
+    for name in [c for c in rows[0] if c.startswith("reward/") and c not in overall]:  # reward/<response type>
+        by_rt.plot(steps, col(name), marker=".", linestyle="none", alpha=0.6, label=name.split("/")[1])
+    by_rt.set_xlabel("PPO step")
+    by_rt.set_title("Reward by response type (as served)")
+    by_rt.legend(fontsize=8)
+    kl.plot(steps, col("objective/kl"), marker=".", color="tab:red")
+    kl.set_xlabel("PPO step")
+    kl.set_title("KL to the reference policy")
+    fig.tight_layout()
+    path = out / "reward_curve.png"
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
