@@ -19,6 +19,7 @@ RUNTIME_FILES = {
     "propositions/default_policy.yaml": "propositions/default_policy.yaml",
     "rbr_data/grader/heads.npz": "data/grader/heads.npz",
     "rbr_data/grader/rule_heads.npz": "data/grader/rule_heads.npz",
+    "rbr_data/grader/classifier.npz": "data/grader/classifier.npz",  # category 'auto'
     "rbr_data/weights/rules.json": "data/weights/rules.json",
     "rbr_data/grader/head_spec.json": "data/grader/head_spec.json",
     "rbr_data/weights/default.json": "data/weights/default.json",
