@@ -1,10 +1,8 @@
 """The Grader: (conversation, completion, response type) x proposition names -> P(yes).
 
-Modes (how a readout of the grader LLM becomes a probability):
-  prompted    sigmoid of the yes-vs-no log-odds of the next token after the question (zero-shot);
-  calibrated  the same log-odds through a per-proposition logistic calibrator fitted on labelled data;
-  heads       a per-proposition logistic regression on the LLM's hidden states (trained heads).
-Only the propositions an item's response type needs are graded, unless names are given.
+Readouts of the grader LLM (one prefix forward per item, question suffixes where a mode asks them; cached on disk if
+enabled), turned into probabilities by the mode's reader (_modes.py); P(category) of a prompt for category 'auto';
+deployment rules. Only the propositions an item's response type needs are graded, unless names are given.
 """
 
 from __future__ import annotations

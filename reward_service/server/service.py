@@ -251,6 +251,7 @@ class RewardService:
     ) -> tuple[list[tuple[GradeItem, dict[str, float], list[dict[str, float]], dict[str, float] | None]], list[str]]:
         """(per item: the item as graded (harmful rules dropped), the policy's proposition probabilities, its
         deployment rules' ([] without rules), P(category) of an AUTO item's prompt (None if labelled); warnings)."""
+        pipeline.policy.check_propositions(propositions or ())  # before the request waits for the model thread
         if not items:
             return [], []
         warnings: list[str] = []

@@ -65,7 +65,6 @@ async def rewards(
 @router.post("/grade", response_model=GradeResponse)
 async def grade(body: GradeRequest, request: Request, service: ServiceDep, pipeline: PipelineDep) -> GradeResponse:
     items = service.prepare(pipeline, [it.model_dump(exclude_none=True) for it in body.items])
-    pipeline.policy.check_propositions(body.propositions or ())  # before any item is graded
     graded, warnings = await while_connected(
         request, service.grade(pipeline, items, body.propositions, body.harmful_rules)
     )

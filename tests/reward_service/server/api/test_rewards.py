@@ -60,6 +60,9 @@ def test_grade_returns_requested_propositions(server):
     assert res["classes"] == {} and res["top_class"] is None
     full = post(server, "/v1/grade", {"items": [item]}).json()["results"][0]
     assert full["top_class"] in full["classes"] and len(full["classes"]) == 5
+    bad = post(server, "/v1/grade", {"items": [item], "propositions": ["apology", "apologies"]})
+    assert bad.status_code == 422 and bad.json()["error"]["field"] == "propositions"
+    assert "unknown proposition(s): apologies" in bad.json()["error"]["message"]
 
 
 @pytest.mark.parametrize(
