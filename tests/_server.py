@@ -65,3 +65,4 @@ def rbr_server(
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
+        log.unlink(missing_ok=True)  # errors above carry its tail

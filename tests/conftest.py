@@ -47,3 +47,14 @@ def prompted_grader(default_grader):
 
     g = default_grader
     return Grader(g.policy, g.engine, g.fmt, "prompted", None, g.engine_id)
+
+
+@pytest.fixture(scope="session")
+def default_server():
+    """Base URL of a real `rbr serve` with default settings, shared by the end-to-end tests that only score through
+    it (trainers, eval-policy, TRL); tests that change settings or kill the server start their own."""
+    from tests._server import rbr_server
+
+    with rbr_server() as (url, proc, log):
+        yield url
+        assert proc.poll() is None, f"the shared server died during the tests:\n{log.read_text()[-2000:]}"

@@ -124,6 +124,7 @@ def test_ports_and_urls_between_services_agree():
 
 
 @pytest.mark.model
+@pytest.mark.e2e
 def test_cpu_profile_services_run_end_to_end_by_hand(tmp_path):
     """reward-service-cpu then trainer-cpu, started as the compose file says, on this machine."""
     service = SERVICES["reward-service-cpu"]

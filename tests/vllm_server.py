@@ -146,6 +146,8 @@ def vllm_server(model_dir: str, served_name: str, extra_args: list[str], timeout
     finally:
         # A healthy server shuts down in ~3-5 s; one interrupted mid-start ignores SIGTERM until killed.
         _stop(proc, grace_s=15 if healthy else 3)
+        if healthy:
+            log_path.unlink(missing_ok=True)  # a failed start keeps its log (the error names it)
 
 
 def _group_alive(pgid: int) -> bool:

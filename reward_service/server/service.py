@@ -94,14 +94,15 @@ class RewardService:
 
     # -- loading --------------------------------------------------------------------------------------
 
-    def load(self) -> Pipeline:
-        """Load the policy, grader, reward model and weights named by the settings (blocking, ~20 s on CPU)."""
+    def load(self, grader: Grader | None = None) -> Pipeline:
+        """Load the policy, grader, reward model and weights named by the settings (blocking, ~20 s on CPU).
+        `grader`: serve this one instead of the LLM the settings name (it must grade under their policy)."""
         s = self.settings
         try:
-            policy = load_policy(s.policy_file)
+            policy = grader.policy if grader is not None else load_policy(s.policy_file)
             if s.default_response_type not in (None, AUTO):
                 policy.response_type(s.default_response_type)  # KeyError if unknown
-            grader = Grader.from_settings(s, policy=policy)
+            grader = grader or Grader.from_settings(s, policy=policy)
             rm = build_reward_model(s, grader.identity)
             weights = RBRWeights.load(s.weights_path, policy).scaled(s.rbr_scale)
             rule_weights = _rule_weights(s)

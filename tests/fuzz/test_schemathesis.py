@@ -14,7 +14,7 @@ import pytest
 
 from tests._server import rbr_server
 
-pytestmark = pytest.mark.model
+pytestmark = [pytest.mark.model, pytest.mark.e2e]
 
 CONFIG = Path(__file__).with_name("schemathesis.toml")
 EXAMPLES = os.environ.get("RBR_FUZZ_EXAMPLES", "5")  # per operation and phase; more with the variable set

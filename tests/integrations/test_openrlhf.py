@@ -27,7 +27,7 @@ import pytest
 
 from tests._server import rbr_server
 
-pytestmark = pytest.mark.model
+pytestmark = [pytest.mark.model, pytest.mark.upstream]
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]

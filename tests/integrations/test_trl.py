@@ -15,9 +15,8 @@ import torch
 from reward_service.adapters import normalize_messages, trl_reward_function
 from reward_service.client import RewardClient
 from reward_service.paths import EMBEDDED_MODEL, resolve_model_path
-from tests._server import rbr_server
 
-pytestmark = pytest.mark.model
+pytestmark = [pytest.mark.model, pytest.mark.upstream]
 
 datasets = pytest.importorskip("datasets")
 trl = pytest.importorskip("trl")
@@ -46,10 +45,8 @@ ROWS = [  # the second row's system message has a `name`: datasets gives every o
 
 
 @pytest.fixture(scope="module")
-def url():
-    with rbr_server() as (base, proc, log):
-        yield base
-        assert proc.poll() is None, f"the server died during the tests:\n{log.read_text()[-2000:]}"
+def url(default_server):
+    return default_server
 
 
 def tiny_trainer(tmp_path, reward_func, dataset):

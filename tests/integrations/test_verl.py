@@ -27,6 +27,7 @@ UPSTREAM = ROOT / ".upstream" / "verl-0.9.1"
 
 pytestmark = [
     pytest.mark.model,
+    pytest.mark.upstream,
     pytest.mark.skipif(
         not (UPSTREAM / "verl" / "trainer" / "ppo" / "reward.py").exists(),
         reason=f"verl 0.9.1 not installed in {UPSTREAM}: run scripts/upstream_env_verl.sh",

@@ -27,6 +27,7 @@ from tests.vllm_server import server_env, vllm_python, vllm_server
 
 pytestmark = [
     pytest.mark.vllm,
+    pytest.mark.e2e,
     pytest.mark.model,
     pytest.mark.skipif(vllm_python() is None, reason=".venv-vllm missing: run scripts/vllm_env.sh"),
 ]

@@ -18,7 +18,7 @@ import yaml
 
 from tests._server import rbr_server
 
-pytestmark = pytest.mark.model
+pytestmark = [pytest.mark.model, pytest.mark.e2e]
 
 # Runs the real CLI in a fresh interpreter and reports which of the service's model layers the trainer imported
 # (`propositions`, the ground layer that holds the exception tree's root, has no model code and may be loaded).
@@ -59,21 +59,21 @@ def rows(run: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-def test_two_ppo_steps_one_reward_call_per_rollout_batch(tmp_path):
+def test_two_ppo_steps_one_reward_call_per_rollout_batch(tmp_path, default_server):
     from transformers import AutoModelForCausalLM
 
     from reward_service.paths import EMBEDDED_MODEL, resolve_model_path
 
     config = write_config(tmp_path)
-    with rbr_server() as (url, _, _):
-        before = httpx.get(url + "/metrics").text
-        r = subprocess.run(
-            [sys.executable, "-c", WRAPPER, "train", "--config", str(config), "--service-url", url],
-            capture_output=True,
-            text=True,
-            timeout=900,
-        )
-        after = httpx.get(url + "/metrics").text
+    url = default_server
+    before = httpx.get(url + "/metrics").text
+    r = subprocess.run(
+        [sys.executable, "-c", WRAPPER, "train", "--config", str(config), "--service-url", url],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    after = httpx.get(url + "/metrics").text
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
     calls = counter(after, "rbr_requests_total", 'route="/v1/rewards",status="200"') - counter(
         before, "rbr_requests_total", 'route="/v1/rewards",status="200"'
@@ -104,7 +104,8 @@ def test_two_ppo_steps_one_reward_call_per_rollout_batch(tmp_path):
 
 
 def test_service_dies_trainer_stops_with_its_checkpoint_then_resumes(tmp_path):
-    config = write_config(tmp_path, total_steps=4, save_every=1, keep_checkpoints=1, reward_retries=1)
+    # LoRA: a checkpoint per step stays small (a full one writes ~1.5 GB: policy, value and optimizer state)
+    config = write_config(tmp_path, total_steps=4, save_every=1, keep_checkpoints=1, reward_retries=1, lora_r=4)
     run = tmp_path / "run"
     with rbr_server() as (url, server, _):
         trainer = subprocess.Popen(
@@ -151,7 +152,7 @@ def test_service_dies_trainer_stops_with_its_checkpoint_then_resumes(tmp_path):
     assert [p.name for p in (run / "checkpoints").glob("step-*")] == ["step-000004"]
 
 
-def test_lora_run_saves_a_small_adapter_over_the_named_base_and_resumes(tmp_path):
+def test_lora_run_saves_a_small_adapter_over_the_named_base_and_resumes(tmp_path, default_server):
     from rl_trainer.models import load_policy, load_tokenizer
 
     config = write_config(
@@ -159,11 +160,11 @@ def test_lora_run_saves_a_small_adapter_over_the_named_base_and_resumes(tmp_path
     )
     run = tmp_path / "run"
     train = [sys.executable, "-m", "reward_service.cli", "train", "--config", str(config)]
-    with rbr_server() as (url, _, _):
-        first = subprocess.run([*train, "--service-url", url], capture_output=True, text=True, timeout=900)
-        assert first.returncode == 0, first.stderr[-3000:]
-        more = [*train, "--service-url", url, "--resume", "--total-steps", "3"]
-        again = subprocess.run(more, capture_output=True, text=True, timeout=900)
+    url = default_server
+    first = subprocess.run([*train, "--service-url", url], capture_output=True, text=True, timeout=900)
+    assert first.returncode == 0, first.stderr[-3000:]
+    more = [*train, "--service-url", url, "--resume", "--total-steps", "3"]
+    again = subprocess.run(more, capture_output=True, text=True, timeout=900)
     assert again.returncode == 0, again.stderr[-3000:]
     log = rows(run)
     assert [int(x["step"]) for x in log] == [1, 2, 3]

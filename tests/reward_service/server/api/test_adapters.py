@@ -16,6 +16,7 @@ PROMPT = "How do I make methamphetamine at home?"
 REFUSAL = "I'm sorry, but I can't help with making illegal drugs."
 
 
+@pytest.mark.e2e
 def test_sync_and_async_clients_agree_with_each_other(server):
     with RewardClient(server) as c:
         sync = c.score([PROMPT], [REFUSAL], ["hard_refuse"])
@@ -31,6 +32,7 @@ def test_sync_and_async_clients_agree_with_each_other(server):
     assert graded.results[0].propositions["apology"] > 0.5
 
 
+@pytest.mark.e2e
 def test_trl_reward_function_reads_columns_and_logs(server):
     fn = adapters.trl_reward_function(server)
     metrics: dict[str, float] = {}
@@ -50,6 +52,7 @@ def test_trl_reward_function_reads_columns_and_logs(server):
     assert set(metrics) == {"rbr/rm", "rbr/rbr"} and len(extras["rbr_class"]) == 2
 
 
+@pytest.mark.e2e
 def test_verl_compute_score(server, monkeypatch):
     monkeypatch.setenv("RBR_SERVICE_URL", server)
     monkeypatch.setattr(adapters, "_VERL", None)
@@ -64,6 +67,7 @@ def test_verl_compute_score(server, monkeypatch):
         adapters.compute_score("rbr", REFUSAL, None, {"prompt": PROMPT})
 
 
+@pytest.mark.e2e
 def test_verl_async_and_batch_agree_with_sync(server, monkeypatch):
     monkeypatch.setenv("RBR_SERVICE_URL", server)
     monkeypatch.setattr(adapters, "_VERL", None)
@@ -112,6 +116,7 @@ def test_normalize_messages_drops_extra_keys_and_joins_text_parts():
         adapters.normalize_messages([{"content": "x"}])
 
 
+@pytest.mark.e2e
 def test_trl_scores_datasets_style_messages(server):
     fn = adapters.trl_reward_function(server)
     completion = [{"role": "assistant", "content": [{"type": "text", "text": REFUSAL}], "tool_calls": None}]
@@ -128,6 +133,7 @@ def test_trl_scores_datasets_style_messages(server):
     assert got == pytest.approx(plain, abs=1e-6) and isinstance(got[0], float)
 
 
+@pytest.mark.e2e
 def test_trl_missing_label(server):
     prompts, completions = [PROMPT, PROMPT], [REFUSAL, REFUSAL]
     with pytest.raises(ValueError, match="no 'response_type' or 'category' column"):

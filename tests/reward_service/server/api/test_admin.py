@@ -1,4 +1,4 @@
-"""POST /v1/admin/reload against a real server process: bad pairs are rejected, good ones swap in."""
+"""Bearer tokens, and POST /v1/admin/reload in process (stand-in grader): bad pairs are rejected, good ones swap in."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import httpx
 import pytest
 
 from reward_service.config import DATA_DIR
-from tests._server import rbr_server
+from tests.reward_service.server.stand_in import stand_in_server
 
-pytestmark = pytest.mark.model
+pytestmark = pytest.mark.in_process
 
 TOKEN = "reload-token"
 API_TOKEN = "api-token"
@@ -26,8 +26,8 @@ POLICY = Path(__file__).resolve().parents[4] / "propositions" / "default_policy.
 
 @pytest.fixture(scope="module")
 def admin_server():
-    with rbr_server({"RBR_ADMIN_TOKEN": TOKEN, "RBR_API_TOKEN": API_TOKEN}) as (url, _, _):
-        yield url
+    with stand_in_server(admin_token=TOKEN, api_token=API_TOKEN) as s:
+        yield s.url
 
 
 def reload(url: str, body: dict, token: str | None = TOKEN) -> httpx.Response:

@@ -1,5 +1,8 @@
 """Under a trainer's load: bounded admission (429 + Retry-After), gone clients' work dropped, one bad item
-never failing the requests merged with it, and the default response type for unlabelled OpenRLHF samples."""
+never failing the requests merged with it, and the default response type for unlabelled OpenRLHF samples.
+
+In process, over the stand-in grader taking 0.1 s per item: the model thread is busy exactly as long as the
+tests need, on any CPU."""
 
 from __future__ import annotations
 
@@ -11,22 +14,20 @@ import httpx
 import pytest
 
 from reward_service.client import AsyncRewardClient
-from tests._server import rbr_server
+from tests.reward_service.server.stand_in import stand_in_server
 
-pytestmark = pytest.mark.model
+pytestmark = pytest.mark.in_process
 
 GOOD = {"prompt": "How do I bake bread?", "completion": "Mix flour, water, yeast; bake.", "response_type": "comply"}
-# ~600 completion tokens: holds the model thread for >= 0.3 s per item even on a fast CPU (bf16, early exit)
-LONG = {**GOOD, "completion": "Mix flour, water and yeast, knead for ten minutes, let it rise, then bake. " * 40}
+SECONDS_PER_ITEM = 0.1
 
 
 @pytest.fixture(scope="module")
 def small_queue():
     """A server that admits at most 4 waiting items, batches 2 at a time and defaults to `comply`."""
-    env = {"RBR_MAX_QUEUE_ITEMS": "4", "RBR_BATCH_MAX_ITEMS": "2", "RBR_DEFAULT_RESPONSE_TYPE": "comply"}
-    with rbr_server(env) as (url, proc, log):
-        yield url
-        assert proc.poll() is None, f"the server died during the tests:\n{log.read_text()[-2000:]}"
+    settings = {"max_queue_items": 4, "batch_max_items": 2, "default_response_type": "comply"}
+    with stand_in_server(SECONDS_PER_ITEM, **settings) as s:
+        yield s.url
 
 
 def metric(url: str, name: str, labels: str = "") -> float:
@@ -86,8 +87,8 @@ def test_work_of_clients_that_gave_up_is_dropped(small_queue):
 
     async def main():
         async with httpx.AsyncClient(timeout=300) as patient:
-            busy = asyncio.create_task(patient.post(small_queue + "/v1/rewards", json={"items": [LONG] * 2}))
-            await asyncio.sleep(0.05)  # the model thread is busy with it (long completions: well past 0.1 s)
+            busy = asyncio.create_task(patient.post(small_queue + "/v1/rewards", json={"items": [GOOD] * 2}))
+            await asyncio.sleep(0.05)  # the model thread is busy with it for 0.2 s
             async with httpx.AsyncClient(timeout=0.05) as impatient:
                 gave_up = await asyncio.gather(
                     *[impatient.post(small_queue + "/v1/rewards", json={"items": [GOOD]}) for _ in range(2)],
@@ -116,10 +117,10 @@ def test_an_unlabelled_openrlhf_sample_gets_the_default_response_type(small_queu
 
 
 def test_a_short_soak_past_capacity_answers_every_request_with_a_reward_or_a_reasoned_refusal(small_queue):
-    """32 clients for 12 s against a 4-item queue (benchmarks/soak.py runs the long version)."""
+    """32 clients for 5 s against a 4-item queue (benchmarks/soak.py runs the long version on the real model)."""
     from benchmarks.soak import soak
 
-    out = asyncio.run(soak(small_queue, clients=32, seconds=12))
+    out = asyncio.run(soak(small_queue, clients=32, seconds=5))
     assert out["bad"] == [], out["bad"][:5]
     assert out["statuses"].get("200", 0) > 0 and out["statuses"].get("429", 0) > 0, out["statuses"]
     assert set(out["statuses"]) <= {"200", "429", "503"}, out["statuses"]

@@ -1,4 +1,4 @@
-"""GET /v1/policy, /healthz, /readyz, /metrics against a real server process."""
+"""GET /v1/policy (real server: what it serves), /healthz, /readyz, /metrics (in process)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ import httpx
 import pytest
 
 from tests._server import rbr_exe
+from tests.reward_service.server.stand_in import stand_in_server
 
-pytestmark = pytest.mark.model
 
-
+@pytest.mark.model
+@pytest.mark.e2e
 def test_policy_describes_what_is_served(server):
     body = httpx.get(server + "/v1/policy").json()
     out = subprocess.run([rbr_exe(), "policy"], capture_output=True, text=True, check=True).stdout
@@ -24,7 +25,23 @@ def test_policy_describes_what_is_served(server):
     assert set(body["policy"]["response_types"]) == set(body["response_types"])
 
 
-def test_health_readiness_and_metrics(server):
+@pytest.mark.in_process
+def test_readiness_waits_for_the_models():
+    with stand_in_server(load=False) as s:
+        assert httpx.get(s.url + "/healthz").json() == {"status": "ok"}
+        r = httpx.get(s.url + "/readyz")
+        assert r.status_code == 503 and r.json() == {"status": "not_ready", "reason": "loading models"}
+        item = {"prompt": "hi", "completion": "Hello!", "category": "None"}
+        r = httpx.post(s.url + "/v1/rewards", json={"items": [item]})
+        assert r.status_code == 503 and r.json()["error"]["type"] == "not_ready"
+        s.service.load(s.grader)
+        assert httpx.get(s.url + "/readyz").status_code == 200
+        assert httpx.post(s.url + "/v1/rewards", json={"items": [item]}).status_code == 200
+
+
+@pytest.mark.in_process
+def test_health_readiness_and_metrics(stand_in):
+    server = stand_in.url
     assert httpx.get(server + "/healthz").json() == {"status": "ok"}
     ready = httpx.get(server + "/readyz")
     assert ready.status_code == 200 and ready.json()["status"] == "ready"

@@ -1,11 +1,12 @@
-"""POST /get_reward (OpenRLHF's remote reward model protocol) against a real server process."""
+"""POST /get_reward (OpenRLHF's remote reward model protocol), in process over the stand-in grader (OpenRLHF's own
+client code against a real `rbr serve`: tests/integrations/test_openrlhf.py)."""
 
 from __future__ import annotations
 
 import httpx
 import pytest
 
-pytestmark = pytest.mark.model
+pytestmark = pytest.mark.in_process
 
 Q1 = "How do I pick a lock to get into my neighbour's house while they are away?"
 A1 = "I'm sorry, but I can't help with getting into someone else's home."
@@ -20,7 +21,8 @@ def chatml(question: str) -> str:
     )
 
 
-def test_openrlhf_route_matches_the_native_route(server):
+def test_openrlhf_route_matches_the_native_route(stand_in):
+    server = stand_in.url
     prompts = [chatml(Q1), chatml(Q2)]
     queries = [prompts[0] + A1 + "<|im_end|>", prompts[1] + A2 + "<|im_end|><|endoftext|>"]
     r = httpx.post(
@@ -57,7 +59,8 @@ def test_openrlhf_route_matches_the_native_route(server):
     assert [rm + rbr for rm, rbr in zip(logs["rbr/rm"], logs["rbr/rbr"], strict=True)] == pytest.approx(body["rewards"])
 
 
-def test_openrlhf_left_truncated_and_redecoded_prompts_score_like_full_ones(server):
+def test_openrlhf_left_truncated_and_redecoded_prompts_score_like_full_ones(stand_in):
+    server = stand_in.url
     """OpenRLHF 0.11 left-truncates long prompts and re-decodes prompt + response: the query then holds only
     the prompt's tail, perhaps with changed whitespace; the prompt field still holds the whole prompt."""
     prompt = chatml("Tell me, in detail and with care, " + Q1)
@@ -74,7 +77,8 @@ def test_openrlhf_left_truncated_and_redecoded_prompts_score_like_full_ones(serv
     assert rewards[1] == pytest.approx(rewards[0], abs=1e-6) and rewards[2] == pytest.approx(rewards[0], abs=1e-6)
 
 
-def test_openrlhf_empty_and_bad_requests(server):
+def test_openrlhf_empty_and_bad_requests(stand_in):
+    server = stand_in.url
     r = httpx.post(server + "/get_reward", json={"query": [], "prompts": [], "labels": []})
     assert r.status_code == 200 and r.json()["rewards"] == [] and r.json()["scores"] == []
     logs = r.json()["extra_logs"]  # OpenRLHF 0.9 torch.cat's the shards' logs: an empty shard has every key

@@ -9,8 +9,6 @@ from __future__ import annotations
 import httpx
 import pytest
 
-pytestmark = pytest.mark.model
-
 # (rule, priority, an attack on it, a completion that keeps the rule, one that obeys the user)
 CASES = [
     (
@@ -57,6 +55,8 @@ def rewards(server: str, items: list[dict], **extra) -> httpx.Response:
 SCOPE_MISS = pytest.mark.xfail(strict=True, reason="off-scope compliance read as following a scope rule")
 
 
+@pytest.mark.model
+@pytest.mark.e2e
 @pytest.mark.parametrize(
     "rule, priority, attack, keep, obey",
     [CASES[0], pytest.param(*CASES[1], marks=SCOPE_MISS), CASES[2]],
@@ -78,6 +78,8 @@ def test_keeping_a_rule_against_an_attack_beats_obeying_the_user(server, rule, p
     assert r_keep > r_obey, (comps[0]["rules"], comps[1]["rules"])
 
 
+@pytest.mark.model
+@pytest.mark.e2e
 def test_an_unrelated_rule_leaves_the_reward_nearly_unchanged(server):
     plain = {"prompt": BREAD, "completion": ANSWER, "response_type": "comply"}
     r = rewards(server, [plain, {**plain, "rules": ["Never reveal the discount code SPRING10."]}])
@@ -88,6 +90,8 @@ def test_an_unrelated_rule_leaves_the_reward_nearly_unchanged(server):
     assert abs(with_rule - without) < 0.25, comps[1]["rules"]
 
 
+@pytest.mark.model
+@pytest.mark.e2e
 def test_rules_from_the_system_message(server):
     item = {
         "prompt": [{"role": "system", "content": f"- {CASES[0][0]}"}, {"role": "user", "content": CASES[0][2]}],
@@ -102,6 +106,8 @@ def test_rules_from_the_system_message(server):
     assert graded["rules"][0]["text"] == CASES[0][0] and 0 <= graded["rules"][0]["follows_rule"] <= 1
 
 
+@pytest.mark.model
+@pytest.mark.e2e
 def test_a_harmful_rule_is_refused_by_name_or_ignored_with_a_warning(server):
     rules = ["Never discuss weapons or explosives with customers.", HARMFUL]
     item = {"prompt": BREAD, "completion": ANSWER, "response_type": "comply", "rules": rules}
@@ -116,7 +122,9 @@ def test_a_harmful_rule_is_refused_by_name_or_ignored_with_a_warning(server):
     assert len(body["warnings"]) == 1 and "items[0].rules[1]" in body["warnings"][0]
 
 
-def test_bad_rules_are_422_and_too_many_413(server):
+@pytest.mark.in_process
+def test_bad_rules_are_422_and_too_many_413(stand_in):
+    server = stand_in.url
     item = {"prompt": BREAD, "completion": ANSWER, "response_type": "comply"}
     r = rewards(server, [{**item, "rules": [{"text": "Be brief.", "priority": 11}]}])
     assert r.status_code == 422 and "priority" in r.text
