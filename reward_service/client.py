@@ -4,31 +4,32 @@
         rewards = rbr.score(prompts, completions, response_types)          # the RewardFn contract
         full = rbr.rewards([{"prompt": p, "completion": c, "category": "C-R"}], return_components=True)
 
-Retries: connect errors, 429 and 5xx are retried `retries` times with exponential backoff; an answer's
-Retry-After (seconds or an HTTP date) replaces the backoff, capped at `max_backoff_s`; any other error
-(a 4xx, a read timeout) is raised at once. After the last try the client raises `ServiceError` with
-the service's error body: it never returns a made-up reward.
-Imports only httpx, pydantic and this package's schemas: no torch, no grader.
+    RewardClient("http://a:8000,http://b:8000")   # several replicas: each request to the least busy one that is up
+
+Retries (_retrying.py): connect errors, a replica dying mid-answer, 429 and 5xx are retried on the other replicas,
+then in up to `retries` more rounds after a backoff (Retry-After honoured), within `deadline_s`; any other error (a
+4xx, a read timeout) is raised at once. In the end the client raises `ServiceError` naming every replica tried and
+what it answered: it never returns a made-up reward. Replicas that refuse connections are taken out and probed
+back in with /readyz (_replicas.py). Imports only httpx, pydantic and this package's schemas: no torch, no grader.
 """
 
 from __future__ import annotations
 
 import asyncio
-import datetime
-import email.utils
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import httpx
 
+from reward_service._replicas import Replicas, parse_urls
+from reward_service._retrying import Call, Retry
 from reward_service.errors import ServiceError
 from reward_service.schemas import GradeResponse, PolicyInfo, Prompt, RewardItem, RewardsResponse
 
-__all__ = ["AsyncRewardClient", "RewardClient", "ServiceError", "build_items"]
+__all__ = ["AsyncRewardClient", "RewardClient", "ServiceError", "build_items", "parse_urls"]
 
 DEFAULT_URL = "http://127.0.0.1:8000"
-_RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 
 
 def build_items(
@@ -77,79 +78,46 @@ def _grade_body(items: Sequence[RewardItem | Mapping], propositions: Sequence[st
     return {"items": _items_json(items), "propositions": list(propositions) if propositions else None}
 
 
-def _retry_after_s(value: str | None) -> float | None:
-    """Seconds to wait from a Retry-After header (delta-seconds or HTTP-date, RFC 9110); None if absent or bad."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=datetime.UTC)
-    return max(0.0, (when - datetime.datetime.now(datetime.UTC)).total_seconds())
-
-
-class _Retry:
-    """What to retry and how long to wait; shared by both clients."""
-
-    def __init__(self, retries: int, backoff_s: float, max_backoff_s: float) -> None:
-        if retries < 0:
-            raise ValueError("retries must be >= 0")
-        self.retries, self.backoff_s, self.max_backoff_s = retries, backoff_s, max_backoff_s
-
-    def delay(self, attempt: int, response: httpx.Response | None) -> float:
-        """Retry-After (seconds or an HTTP date) when the answer has one, else exponential backoff; both capped."""
-        if response is not None and (after := _retry_after_s(response.headers.get("retry-after"))) is not None:
-            return min(after, self.max_backoff_s)
-        return min(self.backoff_s * 2**attempt, self.max_backoff_s)
-
-    @staticmethod
-    def retryable(response: httpx.Response | None, exc: Exception | None) -> bool:
-        if exc is not None:
-            return isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
-        return response is not None and response.status_code in _RETRY_STATUS
-
-    @staticmethod
-    def error(url: str, attempts: int, response: httpx.Response | None, exc: Exception | None) -> ServiceError:
-        if response is None:
-            return ServiceError(f"{url}: {type(exc).__name__}: {exc} (after {attempts} attempt(s))")
-        try:
-            body = response.json()
-            err = body.get("error", {}) if isinstance(body, dict) else {}
-        except ValueError:
-            body, err = None, {}
-        where = f" [{err['field']}]" if err.get("field") else ""
-        detail = err.get("message") or response.text[:300]
-        return ServiceError(
-            f"{url}: HTTP {response.status_code} {err.get('type', '')}{where}: {detail} (after {attempts} attempt(s))",
-            response.status_code,
-            body if isinstance(body, dict) else None,
-        )
-
-
-class RewardClient:
-    """Synchronous client. `token` is sent as a bearer token (the service's api_token)."""
+class _ClientBase:
+    """What the sync and async clients share (no I/O): the replicas, the retry rules, the headers."""
 
     def __init__(
         self,
-        base_url: str = DEFAULT_URL,
+        base_url: str | Sequence[str],
+        token: str | None,
+        retries: int,
+        backoff_s: float,
+        max_backoff_s: float,
+        deadline_s: float | None,
+    ) -> None:
+        self.replicas = Replicas(base_url, what="base_url")
+        self.base_url = ",".join(self.replicas.urls)
+        self._retry = Retry(retries, backoff_s, max_backoff_s, deadline_s)
+        self._headers = {"Authorization": f"Bearer {token}"} if token else {}
+
+    def _call(self, path: str) -> Call:
+        return Call(self.replicas, self._retry, path)
+
+
+class RewardClient(_ClientBase):
+    """Synchronous client. `base_url`: one service URL, several (a list or comma-separated: each request goes to
+    the least busy replica that is up, and a failed one is retried on another), `token`: the service's api_token
+    (sent as a bearer token), `deadline_s`: the most one call may take over all its retries."""
+
+    def __init__(
+        self,
+        base_url: str | Sequence[str] = DEFAULT_URL,
         *,
         token: str | None = None,
         timeout: float = 300.0,
         retries: int = 3,
         backoff_s: float = 0.5,
         max_backoff_s: float = 10.0,
+        deadline_s: float | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._http = httpx.Client(base_url=base_url, timeout=timeout, headers=headers, transport=transport)
-        self._retry = _Retry(retries, backoff_s, max_backoff_s)
-        self.base_url = base_url
+        super().__init__(base_url, token, retries, backoff_s, max_backoff_s, deadline_s)
+        self._http = httpx.Client(timeout=timeout, headers=self._headers, transport=transport)
 
     def __enter__(self) -> RewardClient:
         return self
@@ -161,19 +129,32 @@ class RewardClient:
         self._http.close()
 
     def _request(self, method: str, path: str, body: Any = None) -> dict:
-        response: httpx.Response | None = None
-        for attempt in range(self._retry.retries + 1):
-            exc: Exception | None = None
+        call = self._call(path)
+        while True:
+            step = call.next()
+            if isinstance(step, float):
+                time.sleep(step)
+                continue
+            url, probe = step
+            if probe and not self._probe(call, url):
+                continue
+            self.replicas.begin(url)
             try:
-                response = self._http.request(method, path, json=body)
+                response, exc = self._http.request(method, url + path, json=body), None
             except httpx.HTTPError as e:
                 response, exc = None, e
-            if response is not None and response.status_code < 400:
-                return response.json()
-            if attempt == self._retry.retries or not self._retry.retryable(response, exc):
-                raise self._retry.error(self.base_url + path, attempt + 1, response, exc)
-            time.sleep(self._retry.delay(attempt, response))
-        raise AssertionError("unreachable")
+            finally:
+                self.replicas.end(url)
+            if (answer := call.answered(url, response, exc)) is not None:
+                return answer
+
+    def _probe(self, call: Call, url: str) -> bool:
+        try:
+            r = self._http.get(url + "/readyz", timeout=5.0)
+            call.probed(url, r.status_code == 200, f"HTTP {r.status_code}")
+        except httpx.HTTPError as e:
+            call.probed(url, False, f"{type(e).__name__}: {e}")
+        return not self.replicas.is_out(url)
 
     def rewards(
         self, items: Sequence[RewardItem | Mapping], return_components: bool = False, harmful_rules: str = "reject"
@@ -200,38 +181,46 @@ class RewardClient:
         return PolicyInfo.model_validate(self._request("GET", "/v1/policy"))
 
     def wait_ready(self, timeout_s: float = 300.0, poll_s: float = 0.5) -> dict:
-        """Poll /readyz until 200; ServiceError with the last reason after `timeout_s`."""
-        deadline, reason = time.monotonic() + timeout_s, "no answer"
-        while time.monotonic() < deadline:
-            try:
-                r = self._http.get("/readyz")
-                if r.status_code == 200:
-                    return r.json()
-                reason = r.json().get("reason", r.text)
-            except (httpx.HTTPError, ValueError) as e:
-                reason = f"{type(e).__name__}: {e}"
-            time.sleep(poll_s)
-        raise ServiceError(f"{self.base_url} not ready after {timeout_s} s: {reason}")
+        """Poll /readyz until every replica answers 200 (-> the last one's answer); ServiceError naming the
+        replicas still not ready, with their last reason, after `timeout_s`."""
+        deadline, waiting = time.monotonic() + timeout_s, {u: "no answer" for u in self.replicas.urls}
+        answer: dict = {}
+        while waiting and time.monotonic() < deadline:
+            for url in list(waiting):
+                try:
+                    r = self._http.get(url + "/readyz")
+                    if r.status_code == 200:
+                        answer = r.json()
+                        del waiting[url]
+                        continue
+                    waiting[url] = r.json().get("reason", r.text)
+                except (httpx.HTTPError, ValueError) as e:
+                    waiting[url] = f"{type(e).__name__}: {e}"
+            if waiting:
+                time.sleep(poll_s)
+        if waiting:
+            reasons = "; ".join(f"{u}: {why}" for u, why in waiting.items())
+            raise ServiceError(f"not ready after {timeout_s} s: {reasons}")
+        return answer
 
 
-class AsyncRewardClient:
-    """Asynchronous client with the same methods and retry rules as `RewardClient`."""
+class AsyncRewardClient(_ClientBase):
+    """Asynchronous client with the same arguments, methods and retry rules as `RewardClient`."""
 
     def __init__(
         self,
-        base_url: str = DEFAULT_URL,
+        base_url: str | Sequence[str] = DEFAULT_URL,
         *,
         token: str | None = None,
         timeout: float = 300.0,
         retries: int = 3,
         backoff_s: float = 0.5,
         max_backoff_s: float = 10.0,
+        deadline_s: float | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._http = httpx.AsyncClient(base_url=base_url, timeout=timeout, headers=headers, transport=transport)
-        self._retry = _Retry(retries, backoff_s, max_backoff_s)
-        self.base_url = base_url
+        super().__init__(base_url, token, retries, backoff_s, max_backoff_s, deadline_s)
+        self._http = httpx.AsyncClient(timeout=timeout, headers=self._headers, transport=transport)
 
     async def __aenter__(self) -> AsyncRewardClient:
         return self
@@ -243,19 +232,32 @@ class AsyncRewardClient:
         await self._http.aclose()
 
     async def _request(self, method: str, path: str, body: Any = None) -> dict:
-        response: httpx.Response | None = None
-        for attempt in range(self._retry.retries + 1):
-            exc: Exception | None = None
+        call = self._call(path)
+        while True:
+            step = call.next()
+            if isinstance(step, float):
+                await asyncio.sleep(step)
+                continue
+            url, probe = step
+            if probe and not await self._probe(call, url):
+                continue
+            self.replicas.begin(url)
             try:
-                response = await self._http.request(method, path, json=body)
+                response, exc = await self._http.request(method, url + path, json=body), None
             except httpx.HTTPError as e:
                 response, exc = None, e
-            if response is not None and response.status_code < 400:
-                return response.json()
-            if attempt == self._retry.retries or not self._retry.retryable(response, exc):
-                raise self._retry.error(self.base_url + path, attempt + 1, response, exc)
-            await asyncio.sleep(self._retry.delay(attempt, response))
-        raise AssertionError("unreachable")
+            finally:
+                self.replicas.end(url)
+            if (answer := call.answered(url, response, exc)) is not None:
+                return answer
+
+    async def _probe(self, call: Call, url: str) -> bool:
+        try:
+            r = await self._http.get(url + "/readyz", timeout=5.0)
+            call.probed(url, r.status_code == 200, f"HTTP {r.status_code}")
+        except httpx.HTTPError as e:
+            call.probed(url, False, f"{type(e).__name__}: {e}")
+        return not self.replicas.is_out(url)
 
     async def rewards(
         self, items: Sequence[RewardItem | Mapping], return_components: bool = False, harmful_rules: str = "reject"

@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
 import yaml
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from reward_service._replicas import parse_urls
 from reward_service.paths import DATA_DIR, EMBEDDED_MODEL
 
 __all__ = ["DATA_DIR", "MODES", "SETTING_GROUPS", "Mode", "Settings", "load_settings"]
@@ -35,10 +36,16 @@ class Settings(BaseSettings):
         "openai (an OpenAI-compatible /v1/completions server such as `vllm serve`).",
     )
     grader_model: str = Field(EMBEDDED_MODEL, description="`embedded:smollm2-135m`, a local folder or a hub id.")
-    grader_url: str | None = Field(None, description="openai backend: server base URL, e.g. http://grader:8000.")
+    grader_url: str | None = Field(
+        None,
+        description="openai backend: server base URL (http://grader:8000), a router's, or several replicas' "
+        "(comma-separated: least busy first, a failed one skipped).",
+    )
     grader_served_name: str | None = Field(None, description="openai backend: model name on the server.")
     grader_timeout_s: float = Field(60.0, gt=0, description="openai backend: timeout per request.")
-    grader_concurrency: int = Field(8, ge=1, le=256, description="openai backend: requests in flight at once.")
+    grader_concurrency: int = Field(
+        8, ge=1, le=256, description="openai backend: requests in flight at once, per grader server."
+    )
     grader_logprobs: int = Field(20, ge=2, le=100, description="openai/vllm: top logprobs read for yes/no.")
     grader_vllm_args: dict[str, Any] = Field(
         default_factory=dict, description='vllm backend: extra vllm.LLM arguments, e.g. {"max_model_len": 4096}.'
@@ -124,6 +131,11 @@ class Settings(BaseSettings):
         description="Category 'auto': the RBR term under the most likely response type, or its expectation over "
         "P(response type) (expected); most_likely ranked held-out reply pairs better (docs/classifier.md).",
     )
+
+    @field_validator("grader_url")
+    @classmethod
+    def _grader_urls(cls, value: str | None) -> str | None:
+        return None if value is None else ",".join(parse_urls(value, ""))
 
     @classmethod
     def settings_customise_sources(

@@ -10,7 +10,8 @@
     ├── RequestTimeout      the request was not scored within its deadline (HTTP 503)
     ├── ModelLoadError      a grader or reward model could not be found, fetched or loaded
     ├── GraderError         the grader failed on a batch; never replaced by a default value
-    │   └── GraderTimeout   the grader did not answer in time
+    │   ├── GraderTimeout   the grader did not answer in time
+    │   └── GraderUnavailable  a grader server refused the connection or answered 5xx (another replica is tried)
     ├── RewardModelError    a reward model call failed or timed out; never replaced by a default score
     ├── HeadsError          trained heads / calibrators missing or fitted for another model or prompt
     ├── WeightsMismatchError  RBR weights fitted for another policy version or other feature names
@@ -28,6 +29,7 @@ __all__ = [
     "AuthError",
     "GraderError",
     "GraderTimeout",
+    "GraderUnavailable",
     "HeadsError",
     "InputError",
     "LimitError",
@@ -52,6 +54,10 @@ class GraderError(RBRError):
 
 class GraderTimeout(GraderError):
     """The grader did not answer within its timeout."""
+
+
+class GraderUnavailable(GraderError):
+    """A grader server could not be reached or answered 5xx: the request may go to another replica."""
 
 
 class HeadsError(RBRError):

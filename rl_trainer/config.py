@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from reward_service.client import parse_urls
 from reward_service.paths import DATA_DIR
 
 __all__ = ["ConfigError", "SFTConfig", "TrainConfig", "add_config_flags", "config_overrides", "load_config"]
@@ -32,7 +33,9 @@ class TrainConfig(BaseModel):
 
     # -- the reward service --
     service_url: str = Field(
-        "http://127.0.0.1:8000", description="Base URL of `rbr serve`; one POST /v1/rewards per rollout batch."
+        "http://127.0.0.1:8000",
+        description="Base URL of `rbr serve`, or several replicas' (comma-separated: each call goes to the least "
+        "busy one that is up, a failed call to another); one POST /v1/rewards per rollout batch.",
     )
     service_token: str | None = Field(None, description="Bearer token if the service sets RBR_API_TOKEN.")
     reward_timeout_s: float = Field(600.0, gt=0, description="Timeout of one reward call.")
@@ -93,6 +96,11 @@ class TrainConfig(BaseModel):
         "With LoRA the reference is the policy with its adapter off, and the saved policy is a small adapter.",
     )
     lora_alpha: int = Field(32, ge=1, description="LoRA scaling numerator (the update is scaled by alpha / r).")
+
+    @field_validator("service_url")
+    @classmethod
+    def _urls(cls, value: str) -> str:
+        return ",".join(parse_urls(value, ""))
 
     @model_validator(mode="after")
     def _mini_batches_divide_the_batch(self) -> TrainConfig:

@@ -21,7 +21,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from reward_service._http import post_json
-from reward_service.errors import GraderError, GraderTimeout, ModelLoadError
+from reward_service._replicas import Replicas
+from reward_service.errors import GraderError, GraderTimeout, GraderUnavailable, ModelLoadError
 from reward_service.grader._engine import POOL_STATS, Readout
 from reward_service.grader._prompt import EncodedItem
 
@@ -54,13 +55,15 @@ def _no_hidden_states(backend: str) -> GraderError:
 
 
 class OpenAIEngine:
-    """P(yes) from an OpenAI-compatible /v1/completions server (vLLM)."""
+    """P(yes) from OpenAI-compatible /v1/completions servers (vLLM): one, a router, or several replicas (each
+    request to the least busy replica that is up; one that refuses or answers 5xx is taken out, probed back in
+    with GET /health, and the request goes to the next: GraderError only when every replica failed)."""
 
     layers: tuple[int, ...] = ()  # no hidden states: modes 'prompted' and 'calibrated' only
 
     def __init__(
         self,
-        base_url: str,
+        base_url: str | Sequence[str],
         model: str,
         tokenizer,
         yes_ids: Sequence[int],
@@ -72,17 +75,63 @@ class OpenAIEngine:
     ) -> None:
         import httpx
 
-        self.base_url, self.model, self.logprobs = base_url.rstrip("/"), model, logprobs
+        self.replicas = Replicas(base_url, what="grader_url")
+        self.base_url, self.model, self.logprobs = ",".join(self.replicas.urls), model, logprobs
         self.yes_ids, self.no_ids = list(yes_ids), list(no_ids)
         # Servers that ignore return_tokens_as_token_ids answer with token strings: map those back.
         self._by_text = {tokenizer.decode([i]): i for i in [*self.yes_ids, *self.no_ids]}
+        n = concurrency * len(self.replicas.urls)
         self._http = httpx.Client(
-            base_url=self.base_url,
-            timeout=timeout,
-            transport=transport,
-            limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
+            timeout=timeout, transport=transport, limits=httpx.Limits(max_connections=n, max_keepalive_connections=n)
         )
-        self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix="rbr-grader-http")
+        self._pool = ThreadPoolExecutor(n, thread_name_prefix="rbr-grader-http")
+
+    def _post(self, body: dict) -> tuple[str, dict]:
+        """(the replica that answered, its answer): the least busy replica first, the others after a failure."""
+        tried: set[str] = set()
+        failures: list[str] = []
+        while (pick := self.replicas.choose(tried)) is not None:
+            url, probe = pick
+            tried.add(url)
+            if probe and not self._healthy(url, failures):
+                continue
+            self.replicas.begin(url)
+            try:
+                answer = post_json(
+                    self._http,
+                    f"{url}/v1/completions",
+                    body,
+                    "grader server",
+                    GraderError,
+                    GraderTimeout,
+                    GraderUnavailable,
+                )
+            except GraderUnavailable as e:
+                self.replicas.down(url, str(e))
+                failures.append(str(e))
+                continue
+            finally:
+                self.replicas.end(url)
+            self.replicas.up(url)
+            return url, answer
+        raise GraderError(
+            f"no grader server answered ({len(tried)} of {len(self.replicas.urls)}): " + "; ".join(failures)
+        )
+
+    def _healthy(self, url: str, failures: list[str]) -> bool:
+        import httpx
+
+        try:
+            ok = self._http.get(f"{url}/health", timeout=5.0).status_code == 200
+            why = "not healthy"
+        except httpx.HTTPError as e:
+            ok, why = False, f"{type(e).__name__}: {e}"
+        if ok:
+            self.replicas.up(url)
+        else:
+            self.replicas.down(url, why)
+            failures.append(f"grader server: {url}/health: {why}")
+        return ok
 
     def _token_id(self, key: str) -> int | None:
         if key.startswith("token_id:"):
@@ -99,8 +148,8 @@ class OpenAIEngine:
             "logprobs": self.logprobs,
             "return_tokens_as_token_ids": True,  # vLLM: top_logprobs keyed "token_id:<id>"
         }
-        url = f"{self.base_url}/v1/completions"
-        answer = post_json(self._http, "/v1/completions", body, "grader server", GraderError, GraderTimeout)
+        url, answer = self._post(body)
+        url += "/v1/completions"
         try:
             choices = sorted(answer["choices"], key=lambda c: c["index"])
             tops = [choice["logprobs"]["top_logprobs"][0] for choice in choices]

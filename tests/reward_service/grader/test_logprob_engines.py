@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 
 import httpx
 import pytest
@@ -86,3 +87,47 @@ def test_timeouts_are_grader_timeouts():
 
     with pytest.raises(GraderTimeout):
         engine(handler).readout_many([ENC, ENC])
+
+
+def _answer(request: httpx.Request) -> httpx.Response:
+    n = len(json.loads(request.content)["prompt"])
+    top = {"token_id:10": math.log(0.5), "token_id:20": math.log(0.25)}
+    return httpx.Response(200, json={"choices": [{"index": i, "logprobs": {"top_logprobs": [top]}} for i in range(n)]})
+
+
+def test_several_grader_servers_share_the_requests_and_a_failed_one_is_skipped():
+    hosts: list[str] = []
+    down = {"b"}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        hosts.append(f"{request.url.host}{request.url.path}")
+        if request.url.host in down:
+            raise httpx.ConnectError("refused")
+        return httpx.Response(200) if request.url.path == "/health" else _answer(request)
+
+    e = OpenAIEngine("http://a,http://b", "g", Tok(), YES, NO, transport=httpx.MockTransport(handler), concurrency=1)
+    assert e.base_url == "http://a,http://b"
+    e.replicas.probe_after_s = 0.01
+    first = e.readout_many([ENC] * 4)
+    assert all(ro.yes_logit.tolist() == pytest.approx([math.log(2.0)] * 2) for ro in first)
+    assert hosts.count("b/v1/completions") == 1, "b refused once and was taken out"
+    assert [s["out"] for s in e.replicas.state()] == [False, True]
+    down.clear()  # b is back: once its wait is over, the next request probes it and it rejoins
+    time.sleep(0.02)
+    e.readout_many([ENC] * 4)
+    assert "b/health" in hosts and hosts.count("b/v1/completions") >= 2
+
+
+def test_when_every_grader_server_fails_the_error_names_each():
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.host == "a":
+            return httpx.Response(503, text="overloaded")
+        raise httpx.ConnectError("refused")
+
+    e = OpenAIEngine("http://a,http://b", "g", Tok(), YES, NO, transport=httpx.MockTransport(handler))
+    with pytest.raises(GraderError, match=r"no grader server answered \(2 of 2\)") as err:
+        e.readout(ENC)
+    assert "http://a/v1/completions answered 503" in str(err.value)
+    assert "cannot reach http://b/v1/completions: ConnectError" in str(err.value)
+    with pytest.raises(GraderError, match="http://b/health: ConnectError"):  # both out: each is probed again
+        e.readout(ENC)
