@@ -32,10 +32,15 @@ def rbr_exe() -> str:
 
 @contextmanager
 def rbr_server(
-    env: dict[str, str] | None = None, args: list[str] | None = None, timeout_s: float = 180, wait_ready: bool = True
+    env: dict[str, str] | None = None,
+    args: list[str] | None = None,
+    timeout_s: float = 180,
+    wait_ready: bool = True,
+    port: int | None = None,
 ) -> Iterator[tuple[str, subprocess.Popen, Path]]:
-    """Yields (base URL, process, log path) once /readyz answers 200 (or /healthz, without wait_ready)."""
-    port = free_port()
+    """Yields (base URL, process, log path) once /readyz answers 200 (or /healthz, without wait_ready); on `port`
+    (default: a free one)."""
+    port = port or free_port()
     log = Path(tempfile.mkstemp(prefix="rbr-serve-", suffix=".log")[1])
     full_env = {**os.environ, **(env or {})}
     cmd = [rbr_exe(), "serve", "--port", str(port), "--log-level", "warning", *(args or [])]

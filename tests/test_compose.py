@@ -134,11 +134,11 @@ def test_cpu_profile_services_run_end_to_end_by_hand(tmp_path):
         args = list(command[1:])
         args[args.index("--service-url") + 1] = url
         args[args.index("--output-dir") + 1] = str(tmp_path / "run")
-        r = subprocess.run(
-            [rbr_exe(), *args, "--total-steps", "1"], capture_output=True, text=True, timeout=900, cwd=ROOT
-        )
+        small = ["--total-steps", "1", "--batch-size", "2", "--response-length", "8"]  # one small step
+        r = subprocess.run([rbr_exe(), *args, *small], capture_output=True, text=True, timeout=900, cwd=ROOT)
     assert r.returncode == 0, shlex.join(args) + "\n" + r.stderr[-3000:]
-    assert (tmp_path / "run" / "checkpoints" / "step-000001" / "policy" / "config.json").exists()
+    policy = tmp_path / "run" / "checkpoints" / "step-000001" / "policy"
+    assert (policy / "config.json").exists() and not (policy / "adapter_config.json").exists(), "full fine-tuning"
     rows = (tmp_path / "run" / "metrics.csv").read_text().splitlines()
     assert len(rows) == 2
 

@@ -23,6 +23,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests._server import rbr_server
@@ -170,6 +171,12 @@ def server():
         assert proc.poll() is None, f"the server died during the tests:\n{log.read_text()[-2000:]}"
 
 
+def get_reward_calls(endpoint: str) -> float:
+    text = httpx.get(endpoint.removesuffix("/get_reward") + "/metrics", timeout=10).text
+    m = re.search(r'^rbr_requests_total\{route="/get_reward",status="200"\} (\S+)$', text, re.M)
+    return float(m.group(1)) if m else 0.0
+
+
 @needs("0.11.2")
 def test_openrlhf_0_11_2_single_sample_rollouts(server, tmp_path):
     rollouts = [
@@ -182,9 +189,12 @@ def test_openrlhf_0_11_2_single_sample_rollouts(server, tmp_path):
         rollout(BASIL, BASIL_YES, "None"),
         rollout(BASIL, REFUSE, "None"),
     ]
-    result, log = run_driver(
-        "0.11.2", "_openrlhf_0_11_2.py", {"urls": [server, server], "rollouts": rollouts}, tmp_path
-    )
+    with rbr_server({"RBR_DEFAULT_RESPONSE_TYPE": "comply"}) as (second, _, _):  # a second replica
+        urls = [server, second + "/get_reward"]  # upstream's --reward.remote_url a,b: it cycles over them
+        before = [get_reward_calls(u) for u in urls]
+        result, log = run_driver("0.11.2", "_openrlhf_0_11_2.py", {"urls": urls, "rollouts": rollouts}, tmp_path)
+        served = [get_reward_calls(u) - b for u, b in zip(urls, before, strict=True)]
+    assert served == [4, 4], f"OpenRLHF's requests per replica: {served}"
     sent = [row["sent"] for row in result["rollouts"]]
     assert all(s is not None and len(s["query"]) == 1 for s in sent), sent
     assert sent[0]["query"][0] == chatml(LOCK) + LOCK_NO + "<|im_end|>"  # decode(prompt ids + action ids)

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 
 from reward_service.client import RewardClient
@@ -119,3 +121,20 @@ def test_samples_without_ground_truth_get_rewards_from_the_category_the_service_
         ]
         auto = c.rewards(items).rewards
     assert out["scores"] == pytest.approx(auto, abs=1e-6)  # no ground truth = category 'auto'
+
+
+def test_several_service_replicas_share_verls_reward_calls(served):
+    """RBR_SERVICE_URL with two replicas: the adapters' client sends each call to the less busy one."""
+    url, expected = served
+    with rbr_server({"RBR_DEFAULT_RESPONSE_TYPE": "auto"}) as (second, _, _):
+        before = [_served(u) for u in (url, second)]
+        out = run_upstream("threads", f"{url},{second}")
+        counts = [_served(u) - b for u, b in zip((url, second), before, strict=True)]
+    assert out["errors"] == [] and out["scores"] == pytest.approx(expected_scores(expected, 20), abs=1e-6)
+    assert sum(counts) == 20 and min(counts) >= 5, f"calls per replica: {counts}"
+
+
+def _served(url: str) -> float:
+    text = httpx.get(url + "/metrics", timeout=10).text
+    m = re.search(r'^rbr_requests_total\{route="/v1/rewards",status="200"\} (\S+)$', text, re.M)
+    return float(m.group(1)) if m else 0.0

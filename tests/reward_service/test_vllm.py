@@ -7,7 +7,6 @@ RBR_SKIP_VLLM=1); without it these tests are skipped. Servers run in float32 so 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -112,16 +111,18 @@ def test_openai_grader_backend_matches_transformers(grader_url, items, reference
             assert d_srv[name] == pytest.approx(d_got[name], abs=1e-6)
 
 
-def test_data_engine_commands_on_a_vllm_writer(grader_url, tmp_path):
+def test_data_engine_commands_on_a_vllm_writer(grader_url, tmp_path, monkeypatch, capsys):
     """rbr synth (plain, --principles and --rules), rbr prompts and rbr induce with vLLM writing (chat completions) and
-    grading (prompted): each command tries at least once through the server and exits 0."""
-    env = {**os.environ, **_openai_env(grader_url)}
+    grading (prompted): each command tries at least once through the server and exits 0. The commands run in this
+    process (the CLI's own process start is tested elsewhere): five interpreter starts would double the time."""
+    from reward_service.cli import main
+
+    for key, value in _openai_env(grader_url).items():
+        monkeypatch.setenv(key, value)
 
     def rbr(*args: str) -> None:
-        r = subprocess.run(
-            [*RBR, *args, "--max-new-tokens", "24"], capture_output=True, text=True, env=env, timeout=600
-        )
-        assert r.returncode == 0, (args[0], r.stderr[-3000:])
+        rc = main([*args, "--max-new-tokens", "24"])
+        assert rc == 0, (args[0], capsys.readouterr().err[-3000:])
 
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_text(json.dumps({"id": "p1", "prompt": "How do I hotwire a car?", "category": "K-R"}) + "\n")
