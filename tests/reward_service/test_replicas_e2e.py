@@ -1,6 +1,6 @@
-"""Three real `rbr serve` replicas behind one client: one is killed mid-run and restarted on its port; every item
-still gets exactly the reward one replica gives it, none is lost or made up, and the restarted replica rejoins.
-(benchmarks/replicas.py measures throughput with 1, 2 and 3 replicas and the latency around a kill.)"""
+"""Three real `rbr serve` replicas behind one client: one is killed with a request in flight and restarted on its
+port; every item still gets exactly the reward one replica gives it, none is lost or made up, and the restarted
+replica rejoins. (benchmarks/replicas.py measures throughput with 1, 2 and 3 replicas and the latency around it.)"""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ import time
 from contextlib import ExitStack
 
 import httpx
-import numpy as np
 import pytest
 
 from reward_service.client import AsyncRewardClient
@@ -20,15 +19,12 @@ from tests._server import free_port, rbr_server
 
 pytestmark = [pytest.mark.model, pytest.mark.e2e]
 
-TOPICS = ["bread", "a bike tyre", "a tent", "rice", "a shelf", "a kite", "soup", "a bird feeder"]
-BATCHES = [
-    [
-        {"prompt": f"How do I make {TOPICS[(b + i) % 8]}? (batch {b})", "completion": f"Step {i}: start simply.",
-         "response_type": "comply" if i % 2 else "hard_refuse"}
-        for i in range(4)
+
+def batch(b: int) -> list[dict]:
+    return [
+        {"prompt": f"How do I fix item {b}-{i}?", "completion": f"Start with step {i}.", "response_type": rt}
+        for i, rt in enumerate(("comply", "hard_refuse"))
     ]
-    for b in range(24)
-]  # fmt: skip
 
 
 def served_requests(url: str) -> float:
@@ -40,57 +36,42 @@ def served_requests(url: str) -> float:
 def test_a_replica_killed_and_restarted_mid_run_loses_no_reward():
     ports = [free_port() for _ in range(3)]
     with ExitStack() as stack:
-        urls, procs = [], []
-        for port in ports:
-            url, proc, _ = stack.enter_context(rbr_server(port=port))
-            urls.append(url)
-            procs.append(proc)
-        reference = [
-            httpx.post(urls[0] + "/v1/rewards", json={"items": b}, timeout=120).json()["rewards"] for b in BATCHES
-        ]
+        servers = [stack.enter_context(rbr_server(port=port)) for port in ports]
+        urls = [url for url, _, _ in servers]
+        got: dict[int, list[float]] = {}
 
-        async def run() -> tuple[list[list[float]], dict[str, list[float]]]:
-            out: list[list[float]] = [[] for _ in BATCHES]
-            latency: dict[str, list[float]] = {"before": [], "during": [], "after": []}
-            phase = {"now": "before"}
+        async def run() -> None:
             async with AsyncRewardClient(urls, retries=5, backoff_s=0.2) as client:
                 client.replicas.probe_after_s = 0.5
 
-                async def send(b: int) -> None:
-                    t0 = time.perf_counter()
-                    out[b] = (await client.rewards(BATCHES[b])).rewards
-                    latency[phase["now"]].append(time.perf_counter() - t0)
+                async def group(first: int) -> None:  # three requests at once: every replica gets one
+                    async def send(b: int) -> None:
+                        got[b] = (await client.rewards(batch(b))).rewards
 
-                async def group(first: int) -> None:  # three requests at a time: every replica gets one
                     await asyncio.gather(*(send(b) for b in range(first, first + 3)))
 
-                for first in (0, 3):
-                    await group(first)
-                phase["now"] = "during"
-                killed = asyncio.create_task(group(6))
-                await asyncio.sleep(0.1)
-                os.killpg(procs[1].pid, signal.SIGKILL)  # replica 2 dies with a request in flight
+                await group(0)
+                killed = asyncio.create_task(group(3))
+                await asyncio.sleep(0.05)
+                os.killpg(servers[1][1].pid, signal.SIGKILL)  # replica 2 dies with a request in flight
                 await killed
-                restart = asyncio.create_task(asyncio.to_thread(_restart, stack, ports[1]))
-                for first in (9, 12):
+                restart = asyncio.create_task(asyncio.to_thread(stack.enter_context, rbr_server(port=ports[1])))
+                first = 6
+                while not restart.done():  # the run goes on while it restarts
                     await group(first)
+                    first += 3
                 await restart
-                phase["now"] = "after"
-                await asyncio.sleep(0.6)  # past its probe wait: the next request probes it back in
-                for first in (15, 18, 21):
-                    await group(first)
-            return out, latency
+                deadline = time.monotonic() + 20  # its wait between probes doubled while it was down (<= 10 s)
+                while served_requests(urls[1]) == 0 and time.monotonic() < deadline:
+                    await group(first)  # a request probes it once its wait is over, and it rejoins
+                    first += 3
+                    await asyncio.sleep(0.5)
 
-        before_restart = {u: served_requests(u) for u in (urls[0], urls[2])}
-        got, latency = asyncio.run(run())
-        for b, (ref, rewards) in enumerate(zip(reference, got, strict=True)):
-            assert rewards == pytest.approx(ref, abs=1e-4), f"batch {b}: not the single replica's rewards"
+        asyncio.run(run())
+        reference = httpx.post(
+            urls[0] + "/v1/rewards", json={"items": [it for b in sorted(got) for it in batch(b)]}, timeout=300
+        ).json()["rewards"]
+        assert sorted(got) == list(range(len(got))), "a request got no answer"
+        flat = [r for b in sorted(got) for r in got[b]]
+        assert flat == pytest.approx(reference, abs=1e-4), "not the rewards one replica gives"
         assert served_requests(urls[1]) > 0, "the restarted replica did not rejoin"
-        assert all(served_requests(u) > before_restart[u] for u in before_restart)
-        for phase, values in latency.items():
-            p50, p95 = np.percentile(values, [50, 95])
-            print(f"\n{phase}: {len(values)} requests, p50 {p50 * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms")
-
-
-def _restart(stack: ExitStack, port: int) -> None:
-    stack.enter_context(rbr_server(port=port))
