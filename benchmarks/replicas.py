@@ -4,9 +4,9 @@ and the latency a trainer sees when one replica dies and comes back.
   (a) throughput   the same requests (--requests of --items items, --clients in flight) through one
                    AsyncRewardClient given 1, 2 or 3 replica URLs; each replica with torch's default threads,
                    and again with --threads per replica (on a 2-core CPU: 1, so replicas do not fight over cores)
-  (b) failover     3 replicas, requests in groups of 3; replica 2 is SIGKILLed with a request in flight, restarted
-                   on its port, and rejoins; p50/p95 latency before / during / after, rewards checked against
-                   one replica's (none lost, none made up)
+  (b) failover     3 replicas (--threads each), requests in groups of 3; replica 2 is SIGKILLed with a request
+                   in flight, restarted on its port, and rejoins; p50/p95 latency before / during / after,
+                   rewards checked against one replica's (none lost, none made up)
   (c) with --vllm  the grader on two vLLM servers (the `openai` backend given both URLs); one is stopped mid-run:
                    every reward must still equal the single-server one
 
@@ -78,10 +78,11 @@ def throughput(batches: list[list[dict]], clients: int, threads: int | None) -> 
     return rows
 
 
-def failover(batches: list[list[dict]]) -> dict:
+def failover(batches: list[list[dict]], threads: int) -> dict:
     ports = [free_port() for _ in range(3)]
+    env = {"RBR_GRADER_THREADS": str(threads)}
     with ExitStack() as stack:
-        servers = start(stack, 3, ports=ports)
+        servers = start(stack, 3, env, ports=ports)
         urls = [u for u, _, _ in servers]
         reference = [
             httpx.post(urls[0] + "/v1/rewards", json={"items": b}, timeout=300).json()["rewards"] for b in batches
@@ -108,7 +109,7 @@ def failover(batches: list[list[dict]]) -> dict:
                 await asyncio.sleep(0.1)
                 os.killpg(servers[1][1].pid, signal.SIGKILL)
                 await killed
-                restart = asyncio.create_task(asyncio.to_thread(start, stack, 1, None, [ports[1]]))
+                restart = asyncio.create_task(asyncio.to_thread(start, stack, 1, env, [ports[1]]))
                 first = third + 3
                 while not restart.done() and first < 2 * third:
                     await group(first, "during")
@@ -171,15 +172,15 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=6, help="requests in flight")
     ap.add_argument("--threads", type=int, default=1, help="torch threads per replica in the second pass")
     ap.add_argument("--vllm", action="store_true", help="also (c): the grader on two vLLM servers")
+    ap.add_argument("--no-throughput", action="store_true", help="skip (a)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     items = load_items(args.requests * args.items)
     batches = [items[i : i + args.items] for i in range(0, len(items), args.items)]
-    result = {
-        "cpu_count": os.cpu_count(),
-        "throughput": throughput(batches, args.clients, None) + throughput(batches, args.clients, args.threads),
-        "failover": failover(batches),
-    }
+    result: dict = {"cpu_count": os.cpu_count(), "throughput": []}
+    if not args.no_throughput:
+        result["throughput"] = throughput(batches, args.clients, None) + throughput(batches, args.clients, args.threads)
+    result["failover"] = failover(batches, args.threads)
     if args.vllm:
         result["two_grader_servers"] = two_grader_servers(batches[:12])
     if args.json:

@@ -33,10 +33,13 @@ def served_requests(url: str) -> float:
     return float(m.group(1)) if m else 0.0
 
 
+ONE_THREAD = {"RBR_GRADER_THREADS": "1"}  # three replicas on a small CPU: torch threads x replicas <= cores
+
+
 def test_a_replica_killed_and_restarted_mid_run_loses_no_reward():
     ports = [free_port() for _ in range(3)]
     with ExitStack() as stack:
-        servers = [stack.enter_context(rbr_server(port=port)) for port in ports]
+        servers = [stack.enter_context(rbr_server(ONE_THREAD, port=port)) for port in ports]
         urls = [url for url, _, _ in servers]
         got: dict[int, list[float]] = {}
 
@@ -55,7 +58,9 @@ def test_a_replica_killed_and_restarted_mid_run_loses_no_reward():
                 await asyncio.sleep(0.05)
                 os.killpg(servers[1][1].pid, signal.SIGKILL)  # replica 2 dies with a request in flight
                 await killed
-                restart = asyncio.create_task(asyncio.to_thread(stack.enter_context, rbr_server(port=ports[1])))
+                restart = asyncio.create_task(
+                    asyncio.to_thread(stack.enter_context, rbr_server(ONE_THREAD, port=ports[1]))
+                )
                 first = 6
                 while not restart.done():  # the run goes on while it restarts
                     await group(first)

@@ -172,31 +172,10 @@ def test_eval_policy_compare_writes_report_table_and_plot(tmp_path, default_serv
         )
     )
     out = tmp_path / "eval"
-    url = default_server
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "reward_service.cli",
-            "eval-policy",
-            "--model",
-            "embedded:smollm2-135m",
-            "--compare",
-            "embedded:smollm2-135m",
-            str(DATA_DIR / "runs" / "rbr-ppo" / "policy"),  # the shipped LoRA adapter, loaded over its base
-            "--prompts",
-            str(prompts),
-            "--service-url",
-            url,
-            "--max-new-tokens",
-            "16",
-            "--out",
-            str(out),
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=900,
+    adapter = str(DATA_DIR / "runs" / "rbr-ppo" / "policy")  # the shipped LoRA adapter, loaded over its base
+    r = _eval_policy(
+        *("--model", "embedded:smollm2-135m", "--compare", "embedded:smollm2-135m", adapter, "--prompts", str(prompts)),
+        *("--service-url", default_server, "--max-new-tokens", "16", "--out", str(out), "--json"),
     )
     assert r.returncode == 0, r.stderr[-3000:]
     a, b, trained = json.loads(r.stdout)
@@ -229,28 +208,9 @@ def test_eval_policy_judge_finds_the_start_policy_going_along_with_should_refuse
     prompts.write_text("".join(json.dumps(r) + "\n" for r in refuse))
     out = tmp_path / "eval"
     t0 = time.monotonic()
-    url = default_server
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "reward_service.cli",
-            "eval-policy",
-            "--model",
-            "embedded:smollm2-135m",
-            "--prompts",
-            str(prompts),
-            "--service-url",
-            url,
-            "--max-new-tokens",
-            "96",
-            "--out",
-            str(out),
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=900,
+    r = _eval_policy(
+        *("--model", "embedded:smollm2-135m", "--prompts", str(prompts), "--service-url", default_server),
+        *("--max-new-tokens", "96", "--out", str(out), "--json"),
     )
     assert r.returncode == 0, r.stderr[-3000:]
     (m,) = json.loads(r.stdout)
