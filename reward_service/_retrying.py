@@ -62,8 +62,7 @@ def _failure(url: str, response: httpx.Response | None, exc: Exception | None) -
     """One attempt's failure, in words: 'http://a/v1/rewards: HTTP 503 not_ready: models are still loading'."""
     if response is None:
         return f"{url}: {type(exc).__name__}: {exc}"
-    err = _error_body(response).get("error", {})
-    err = err if isinstance(err, dict) else {}
+    err = _error(response)
     where = f" [{err['field']}]" if err.get("field") else ""
     return (
         f"{url}: HTTP {response.status_code} {err.get('type', '')}{where}: {err.get('message') or response.text[:300]}"
@@ -76,6 +75,12 @@ def _error_body(response: httpx.Response) -> dict:
     except ValueError:
         return {}
     return body if isinstance(body, dict) else {}
+
+
+def _error(response: httpx.Response) -> dict:
+    """The service's {"error": {"type", "message", "field"}}, or {} for any other body."""
+    err = _error_body(response).get("error", {})
+    return err if isinstance(err, dict) else {}
 
 
 class Call:
@@ -134,7 +139,7 @@ class Call:
             return None
         if response is None or response.status_code not in _RETRY_STATUS:
             raise self.give_up()
-        if _error_body(response).get("error", {}).get("type") == "not_ready":
+        if _error(response).get("type") == "not_ready":
             self.replicas.down(url, "not ready")
         return None
 

@@ -161,3 +161,17 @@ def test_async_requests_spread_over_the_replicas_by_requests_in_flight():
 
     asyncio.run(run())
     assert per_host == {"a": 10, "b": 10, "c": 10}
+
+
+def test_a_replica_still_loading_is_taken_out_and_one_merely_busy_is_not():
+    def loading(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(503, json={"error": {"type": "not_ready", "message": "models are still loading"}})
+
+    calls: list[str] = []
+    t = replicas_transport({"a": loading, "b": 200, "c": 429}, calls)
+    with RewardClient("http://a,http://b,http://c", transport=t) as c:
+        c.rewards([ITEM])
+        c.replicas.begin("http://b")  # b busy: the next call goes to c, which answers 429, then back to b
+        c.rewards([ITEM])
+        assert [s["out"] for s in c.replicas.state()] == [True, False, False]
+    assert calls == ["a /v1/rewards", "b /v1/rewards", "c /v1/rewards", "b /v1/rewards"]
