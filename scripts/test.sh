@@ -12,6 +12,7 @@ if [ "${RBR_SKIP_VLLM:-0}" != "1" ]; then
   vllm_log=$(mktemp -t rbr-vllm-env-XXXXXX.log)
   bash scripts/vllm_env.sh > /dev/null 2> "$vllm_log" &
   vllm_pid=$!
+  trap 'kill "$vllm_pid" 2>/dev/null || true' EXIT  # a failed set-up below stops it too
 fi
 bash scripts/setup.sh
 # Released upstream trainer code, without heavy dependencies, for tests/integrations/ (~20 s once):
@@ -27,6 +28,7 @@ if [ -n "$vllm_pid" ]; then
     cat "$vllm_log" >&2
     exit 1
   fi
+  trap - EXIT
   rm -f "$vllm_log"
 fi
 echo "[test] set up in $((SECONDS - t0)) s" >&2

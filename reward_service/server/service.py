@@ -96,7 +96,7 @@ class RewardService:
 
     def load(self, grader: Grader | None = None) -> Pipeline:
         """Load the policy, grader, reward model and weights named by the settings (blocking, ~20 s on CPU).
-        `grader`: serve this one instead of the LLM the settings name (it must grade under their policy)."""
+        `grader`: serve this one, under its own policy, instead of the LLM and policy the settings name."""
         s = self.settings
         try:
             policy = grader.policy if grader is not None else load_policy(s.policy_file)
